@@ -1,0 +1,546 @@
+//! The embedded log: topics, partitions, offsets and consumer groups in one redb file.
+//!
+//! Every append goes through one writer thread that gathers whatever is queued into a single
+//! redb transaction and commits it with fsync (group commit): a produce returns only after
+//! the commit that holds it is durable. Consumer-group offsets live in the same file, so
+//! [`Consumer::commit_with`] writes outputs and offsets in one atomic transaction, which is
+//! this backend's exactly-once read-process-write.
+
+use crate::{
+    partition_for, validate, Checkpoint, Consumer, ConsumerOptions, Log, LogError, OutRecord,
+    PartitionReader, Position, Record, Result, StartAt, TopicSpec,
+};
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// (topic, partition, offset) → (append ms, key, value, headers as JSON).
+const RECORDS: TableDefinition<(&str, u32, i64), (i64, &str, &[u8], &str)> =
+    TableDefinition::new("records");
+/// topic → (partitions, retention ms or -1, compacted).
+const TOPICS: TableDefinition<&str, (u32, i64, bool)> = TableDefinition::new("topics");
+/// (topic, partition) → next offset. Kept apart from RECORDS so retention cannot rewind it.
+const ENDS: TableDefinition<(&str, u32), i64> = TableDefinition::new("ends");
+/// (group, topic, partition) → next offset to read.
+const GROUP_OFFSETS: TableDefinition<(&str, &str, u32), i64> = TableDefinition::new("group_offsets");
+
+/// Appends waiting for the writer; a full queue makes producers wait (backpressure).
+const WRITE_QUEUE: usize = 4096;
+/// Most requests folded into one transaction.
+const MAX_BATCH: usize = 1024;
+/// How often the writer applies retention.
+const RETENTION_EVERY: Duration = Duration::from_secs(30);
+
+fn redb_err(e: impl std::fmt::Display) -> LogError {
+    LogError::Unavailable(format!("embedded log: {e}"))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+struct GroupCommit {
+    group: String,
+    generation: u64,
+    checkpoints: Vec<Checkpoint>,
+}
+
+struct WriteRequest {
+    records: Vec<OutRecord>,
+    commit: Option<GroupCommit>,
+    reply: oneshot::Sender<Result<Vec<Position>>>,
+}
+
+struct Shared {
+    db: Database,
+    /// Topic name → partition count, cached from TOPICS.
+    topics: Mutex<HashMap<String, u32>>,
+    /// Consumer group → generation of its current member; a newer member fences older ones.
+    generations: Mutex<HashMap<String, u64>>,
+    /// Bumped after every commit; readers wait on it instead of polling.
+    committed: watch::Sender<u64>,
+}
+
+/// A durable log in one file, for one machine.
+#[derive(Clone)]
+pub struct EmbeddedLog {
+    shared: Arc<Shared>,
+    writer: mpsc::Sender<WriteRequest>,
+}
+
+impl EmbeddedLog {
+    /// Opens (or creates) the log at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(redb_err)?;
+        }
+        let db = Database::create(path).map_err(redb_err)?;
+        let txn = db.begin_write().map_err(redb_err)?;
+        let mut topics = HashMap::new();
+        {
+            txn.open_table(RECORDS).map_err(redb_err)?;
+            txn.open_table(ENDS).map_err(redb_err)?;
+            txn.open_table(GROUP_OFFSETS).map_err(redb_err)?;
+            let table = txn.open_table(TOPICS).map_err(redb_err)?;
+            for entry in table.iter().map_err(redb_err)? {
+                let (name, spec) = entry.map_err(redb_err)?;
+                topics.insert(name.value().to_string(), spec.value().0);
+            }
+        }
+        txn.commit().map_err(redb_err)?;
+
+        let (committed, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            db,
+            topics: Mutex::new(topics),
+            generations: Mutex::new(HashMap::new()),
+            committed,
+        });
+        let (writer, queue) = mpsc::channel(WRITE_QUEUE);
+        let for_thread = shared.clone();
+        std::thread::Builder::new()
+            .name("embedded-log-writer".into())
+            .spawn(move || write_loop(for_thread, queue))
+            .map_err(redb_err)?;
+        Ok(Self { shared, writer })
+    }
+
+    async fn write(&self, records: Vec<OutRecord>, commit: Option<GroupCommit>) -> Result<Vec<Position>> {
+        for record in &records {
+            validate(record)?;
+            self.partition_count(&record.topic)?;
+        }
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(WriteRequest {
+                records,
+                commit,
+                reply,
+            })
+            .await
+            .map_err(|_| LogError::Closed)?;
+        answer.await.map_err(|_| LogError::Closed)?
+    }
+
+    fn partition_count(&self, topic: &str) -> Result<u32> {
+        self.shared
+            .topics
+            .lock()
+            .map_err(redb_err)?
+            .get(topic)
+            .copied()
+            .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))
+    }
+
+    fn read_partition(&self, topic: &str, partition: u32, from: i64, max: usize) -> Result<Vec<Record>> {
+        let txn = self.shared.db.begin_read().map_err(redb_err)?;
+        let table = txn.open_table(RECORDS).map_err(redb_err)?;
+        let mut out = Vec::new();
+        for entry in table
+            .range((topic, partition, from)..=(topic, partition, i64::MAX))
+            .map_err(redb_err)?
+            .take(max)
+        {
+            let (k, v) = entry.map_err(redb_err)?;
+            let (_, _, offset) = k.value();
+            let (ts, key, value, headers) = v.value();
+            out.push(Record {
+                topic: topic.to_string(),
+                partition,
+                offset,
+                key: key.to_string(),
+                value: value.to_vec(),
+                headers: serde_json::from_str(headers).unwrap_or_default(),
+                timestamp_ms: ts,
+            });
+        }
+        Ok(out)
+    }
+
+    fn committed_offset(&self, group: &str, topic: &str, partition: u32) -> Result<Option<i64>> {
+        let txn = self.shared.db.begin_read().map_err(redb_err)?;
+        let table = txn.open_table(GROUP_OFFSETS).map_err(redb_err)?;
+        let value = table.get((group, topic, partition)).map_err(redb_err)?;
+        Ok(value.map(|v| v.value()))
+    }
+
+    fn end(&self, topic: &str, partition: u32) -> Result<i64> {
+        let txn = self.shared.db.begin_read().map_err(redb_err)?;
+        let table = txn.open_table(ENDS).map_err(redb_err)?;
+        let value = table.get((topic, partition)).map_err(redb_err)?;
+        Ok(value.map(|v| v.value()).unwrap_or(0))
+    }
+}
+
+/// The writer thread: drain the queue, write one transaction, fsync, answer everyone.
+fn write_loop(shared: Arc<Shared>, mut queue: mpsc::Receiver<WriteRequest>) {
+    let mut last_retention = std::time::Instant::now();
+    while let Some(first) = queue.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        let results = write_batch(&shared, &batch);
+        for (request, result) in batch.into_iter().zip(results) {
+            let _ = request.reply.send(result);
+        }
+        shared.committed.send_modify(|n| *n += 1);
+        if last_retention.elapsed() >= RETENTION_EVERY {
+            last_retention = std::time::Instant::now();
+            if let Err(e) = apply_retention(&shared) {
+                tracing::warn!(error = %e, "embedded log retention failed");
+            }
+        }
+    }
+}
+
+fn write_batch(shared: &Shared, batch: &[WriteRequest]) -> Vec<Result<Vec<Position>>> {
+    // Fencing is decided before the transaction so one fenced request cannot sink the rest.
+    let generations = match shared.generations.lock() {
+        Ok(g) => g.clone(),
+        Err(e) => return batch.iter().map(|_| Err(redb_err(&e))).collect(),
+    };
+    let fenced = |request: &WriteRequest| {
+        request
+            .commit
+            .as_ref()
+            .is_some_and(|c| generations.get(&c.group) != Some(&c.generation))
+    };
+    let topics = match shared.topics.lock() {
+        Ok(t) => t.clone(),
+        Err(e) => return batch.iter().map(|_| Err(redb_err(&e))).collect(),
+    };
+
+    let attempt = || -> Result<Vec<Option<Vec<Position>>>> {
+        let txn = shared.db.begin_write().map_err(redb_err)?;
+        let mut answers = Vec::with_capacity(batch.len());
+        {
+            let mut records = txn.open_table(RECORDS).map_err(redb_err)?;
+            let mut ends = txn.open_table(ENDS).map_err(redb_err)?;
+            let mut offsets = txn.open_table(GROUP_OFFSETS).map_err(redb_err)?;
+            let mut next: HashMap<(String, u32), i64> = HashMap::new();
+            let now = now_ms();
+            for request in batch {
+                if fenced(request) {
+                    answers.push(None);
+                    continue;
+                }
+                let mut positions = Vec::with_capacity(request.records.len());
+                for record in &request.records {
+                    let partitions = topics.get(&record.topic).copied().unwrap_or(1);
+                    let partition = partition_for(&record.key, partitions);
+                    let slot = (record.topic.clone(), partition);
+                    let offset = match next.get(&slot) {
+                        Some(o) => *o,
+                        None => ends
+                            .get((record.topic.as_str(), partition))
+                            .map_err(redb_err)?
+                            .map(|v| v.value())
+                            .unwrap_or(0),
+                    };
+                    let headers = serde_json::to_string(&record.headers).unwrap_or_default();
+                    records
+                        .insert(
+                            (record.topic.as_str(), partition, offset),
+                            (now, record.key.as_str(), record.value.as_slice(), headers.as_str()),
+                        )
+                        .map_err(redb_err)?;
+                    next.insert(slot, offset + 1);
+                    positions.push(Position { partition, offset });
+                }
+                if let Some(commit) = &request.commit {
+                    for c in &commit.checkpoints {
+                        offsets
+                            .insert((commit.group.as_str(), c.topic.as_str(), c.partition), c.next_offset)
+                            .map_err(redb_err)?;
+                    }
+                }
+                answers.push(Some(positions));
+            }
+            for ((topic, partition), offset) in &next {
+                ends.insert((topic.as_str(), *partition), *offset).map_err(redb_err)?;
+            }
+        }
+        txn.commit().map_err(redb_err)?;
+        Ok(answers)
+    };
+
+    match attempt() {
+        Ok(answers) => answers
+            .into_iter()
+            .map(|a| a.ok_or_else(|| LogError::Fenced("a newer member joined the group".into())))
+            .collect(),
+        Err(e) => {
+            let message = e.to_string();
+            batch.iter().map(|_| Err(LogError::Unavailable(message.clone()))).collect()
+        }
+    }
+}
+
+/// Drops records older than their topic's retention.
+fn apply_retention(shared: &Shared) -> Result<()> {
+    let txn = shared.db.begin_write().map_err(redb_err)?;
+    {
+        let topics = txn.open_table(TOPICS).map_err(redb_err)?;
+        let mut records = txn.open_table(RECORDS).map_err(redb_err)?;
+        let cutoff_now = now_ms();
+        let mut expiring = Vec::new();
+        for entry in topics.iter().map_err(redb_err)? {
+            let (name, spec) = entry.map_err(redb_err)?;
+            let (partitions, retention_ms, _) = spec.value();
+            if retention_ms >= 0 {
+                expiring.push((name.value().to_string(), partitions, cutoff_now - retention_ms));
+            }
+        }
+        for (topic, partitions, cutoff) in expiring {
+            for partition in 0..partitions {
+                // Records are in append order, so the expired ones are a prefix.
+                let mut last_expired = None;
+                for entry in records
+                    .range((topic.as_str(), partition, 0)..=(topic.as_str(), partition, i64::MAX))
+                    .map_err(redb_err)?
+                {
+                    let (k, v) = entry.map_err(redb_err)?;
+                    if v.value().0 >= cutoff {
+                        break;
+                    }
+                    last_expired = Some(k.value().2);
+                }
+                if let Some(last) = last_expired {
+                    records
+                        .retain_in((topic.as_str(), partition, 0)..=(topic.as_str(), partition, last), |_, _| false)
+                        .map_err(redb_err)?;
+                }
+            }
+        }
+    }
+    txn.commit().map_err(redb_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Log for EmbeddedLog {
+    async fn ensure_topics(&self, specs: &[TopicSpec]) -> Result<()> {
+        let shared = self.shared.clone();
+        let specs = specs.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let txn = shared.db.begin_write().map_err(redb_err)?;
+            {
+                let mut table = txn.open_table(TOPICS).map_err(redb_err)?;
+                for spec in &specs {
+                    if table.get(spec.name.as_str()).map_err(redb_err)?.is_none() {
+                        table
+                            .insert(
+                                spec.name.as_str(),
+                                (spec.partitions, spec.retention_ms.unwrap_or(-1), spec.compacted),
+                            )
+                            .map_err(redb_err)?;
+                    }
+                }
+            }
+            txn.commit().map_err(redb_err)?;
+            let table = {
+                let txn = shared.db.begin_read().map_err(redb_err)?;
+                let table = txn.open_table(TOPICS).map_err(redb_err)?;
+                let mut all = HashMap::new();
+                for entry in table.iter().map_err(redb_err)? {
+                    let (name, spec) = entry.map_err(redb_err)?;
+                    all.insert(name.value().to_string(), spec.value().0);
+                }
+                all
+            };
+            *shared.topics.lock().map_err(redb_err)? = table;
+            Ok(())
+        })
+        .await
+        .map_err(redb_err)?
+    }
+
+    async fn produce(&self, record: OutRecord) -> Result<Position> {
+        let positions = self.write(vec![record], None).await?;
+        positions.into_iter().next().ok_or(LogError::Closed)
+    }
+
+    async fn consumer(&self, group: &str, topics: &[&str], options: ConsumerOptions) -> Result<Box<dyn Consumer>> {
+        let mut positions = Vec::new();
+        for topic in topics {
+            let partitions = self.partition_count(topic)?;
+            for partition in 0..partitions {
+                let next = match self.committed_offset(group, topic, partition)? {
+                    Some(offset) => offset,
+                    None => match options.start_at {
+                        StartAt::Earliest => 0,
+                        StartAt::Latest => self.end(topic, partition)?,
+                    },
+                };
+                positions.push(((*topic).to_string(), partition, next));
+            }
+        }
+        let generation = {
+            let mut generations = self.shared.generations.lock().map_err(redb_err)?;
+            let g = generations.entry(group.to_string()).or_insert(0);
+            *g += 1;
+            *g
+        };
+        Ok(Box::new(EmbeddedConsumer {
+            log: self.clone(),
+            group: group.to_string(),
+            generation,
+            transactional: options.transactional_id.is_some(),
+            positions,
+            next_partition: 0,
+            committed: self.shared.committed.subscribe(),
+        }))
+    }
+
+    async fn reader(&self, topic: &str, partition: u32, offset: i64) -> Result<Box<dyn PartitionReader>> {
+        let partitions = self.partition_count(topic)?;
+        if partition >= partitions {
+            return Err(LogError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+            });
+        }
+        Ok(Box::new(EmbeddedReader {
+            log: self.clone(),
+            topic: topic.to_string(),
+            partition,
+            next: offset,
+            committed: self.shared.committed.subscribe(),
+        }))
+    }
+
+    async fn end_offset(&self, topic: &str, partition: u32) -> Result<i64> {
+        self.partition_count(topic)?;
+        self.end(topic, partition)
+    }
+
+    async fn partitions(&self, topic: &str) -> Result<u32> {
+        self.partition_count(topic)
+    }
+}
+
+/// Waits for the next commit, at most until `deadline`; false once the deadline passed.
+async fn wait_for_commit(committed: &mut watch::Receiver<u64>, deadline: tokio::time::Instant) -> bool {
+    matches!(
+        tokio::time::timeout_at(deadline, committed.changed()).await,
+        Ok(Ok(()))
+    )
+}
+
+struct EmbeddedConsumer {
+    log: EmbeddedLog,
+    group: String,
+    generation: u64,
+    transactional: bool,
+    /// (topic, partition, next offset to read) for every partition of the subscribed topics.
+    positions: Vec<(String, u32, i64)>,
+    /// Where the next poll starts, so one busy partition cannot starve the others.
+    next_partition: usize,
+    committed: watch::Receiver<u64>,
+}
+
+impl EmbeddedConsumer {
+    fn check_generation(&self) -> Result<()> {
+        let generations = self.log.shared.generations.lock().map_err(redb_err)?;
+        if generations.get(&self.group) != Some(&self.generation) {
+            return Err(LogError::Fenced(format!("a newer member joined group {}", self.group)));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Consumer for EmbeddedConsumer {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            self.check_generation()?;
+            self.committed.borrow_and_update();
+            let mut out = Vec::new();
+            let count = self.positions.len();
+            for i in 0..count {
+                if out.len() >= max {
+                    break;
+                }
+                let index = (self.next_partition + i) % count;
+                let (topic, partition, next) = &mut self.positions[index];
+                let records = self.log.read_partition(topic, *partition, *next, max - out.len())?;
+                if let Some(last) = records.last() {
+                    *next = last.offset + 1;
+                }
+                out.extend(records);
+            }
+            self.next_partition = (self.next_partition + 1) % count.max(1);
+            if !out.is_empty() || !wait_for_commit(&mut self.committed, deadline).await {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn commit(&mut self, checkpoints: &[Checkpoint]) -> Result<()> {
+        self.log
+            .write(
+                Vec::new(),
+                Some(GroupCommit {
+                    group: self.group.clone(),
+                    generation: self.generation,
+                    checkpoints: checkpoints.to_vec(),
+                }),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    async fn commit_with(&mut self, outputs: Vec<OutRecord>, checkpoints: &[Checkpoint]) -> Result<()> {
+        if !self.transactional {
+            return Err(LogError::NotTransactional);
+        }
+        self.log
+            .write(
+                outputs,
+                Some(GroupCommit {
+                    group: self.group.clone(),
+                    generation: self.generation,
+                    checkpoints: checkpoints.to_vec(),
+                }),
+            )
+            .await
+            .map(|_| ())
+    }
+}
+
+struct EmbeddedReader {
+    log: EmbeddedLog,
+    topic: String,
+    partition: u32,
+    next: i64,
+    committed: watch::Receiver<u64>,
+}
+
+#[async_trait]
+impl PartitionReader for EmbeddedReader {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            self.committed.borrow_and_update();
+            let records = self.log.read_partition(&self.topic, self.partition, self.next, max)?;
+            if let Some(last) = records.last() {
+                self.next = last.offset + 1;
+            }
+            if !records.is_empty() || !wait_for_commit(&mut self.committed, deadline).await {
+                return Ok(records);
+            }
+        }
+    }
+}

@@ -1,0 +1,485 @@
+//! The log on Apache Kafka, through librdkafka.
+//!
+//! Produces are idempotent with `acks=all`; consumers read committed data only; exactly-once
+//! read-process-write uses Kafka transactions with the consumer's group metadata (KIP-447),
+//! so a restarted instance with the same id fences its previous incarnation.
+
+use crate::{
+    partition_for, validate, Checkpoint, Consumer, ConsumerOptions, Log, LogError, OutRecord,
+    PartitionReader, Position, Record, Result, StartAt, TopicSpec,
+};
+use async_trait::async_trait;
+use futures::FutureExt;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode as Code;
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How to reach Kafka and the client settings that matter for latency.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// Producer `linger.ms`: how long to wait to fill a batch. Chosen by `tidings-bench log`.
+    pub linger_ms: u32,
+    /// Consumer `fetch.wait.max.ms`: how long the broker may hold a fetch for data.
+    pub fetch_wait_ms: u32,
+    /// Replication factor for topics this program creates.
+    pub replication_factor: i32,
+    /// Any other librdkafka setting, applied last.
+    pub overrides: Vec<(String, String)>,
+}
+
+impl KafkaConfig {
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            linger_ms: 1,
+            fetch_wait_ms: 10,
+            replication_factor: 1,
+            overrides: Vec::new(),
+        }
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("socket.nagle.disable", "true")
+            .set("message.max.bytes", "2000000");
+        config
+    }
+
+    fn finish(&self, mut config: ClientConfig) -> ClientConfig {
+        for (k, v) in &self.overrides {
+            config.set(k, v);
+        }
+        config
+    }
+
+    fn producer(&self, transactional_id: Option<&str>) -> ClientConfig {
+        let mut config = self.base();
+        config
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", self.linger_ms.to_string())
+            .set("message.timeout.ms", "30000")
+            // Bounded: a full queue is reported as `unavailable`, never grows memory.
+            .set("queue.buffering.max.messages", "100000")
+            .set("queue.buffering.max.kbytes", "262144");
+        if let Some(id) = transactional_id {
+            config
+                .set("transactional.id", id)
+                .set("transaction.timeout.ms", "60000");
+        }
+        self.finish(config)
+    }
+
+    fn consumer(&self, group: &str, start_at: StartAt, instance_id: Option<&str>) -> ClientConfig {
+        let mut config = self.base();
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            .set("fetch.wait.max.ms", self.fetch_wait_ms.to_string())
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "1000")
+            .set(
+                "auto.offset.reset",
+                match start_at {
+                    StartAt::Earliest => "earliest",
+                    StartAt::Latest => "latest",
+                },
+            )
+            .set("enable.partition.eof", "false")
+            // Bounded prefetch per partition.
+            .set("queued.max.messages.kbytes", "16384");
+        if let Some(id) = instance_id {
+            // Static membership: a restarted instance takes its partitions back at once
+            // instead of waiting out the dead member's session.
+            config.set("group.instance.id", id);
+        }
+        self.finish(config)
+    }
+}
+
+fn unavailable(e: KafkaError) -> LogError {
+    match e.rdkafka_error_code() {
+        Some(Code::MessageSizeTooLarge) | Some(Code::InvalidMessageSize) => LogError::TooLarge {
+            size: 0,
+            max: crate::MAX_VALUE_BYTES,
+        },
+        Some(Code::UnknownTopicOrPartition) | Some(Code::UnknownTopic) => {
+            LogError::UnknownTopic(e.to_string())
+        }
+        Some(Code::Fenced)
+        | Some(Code::ProducerFenced)
+        | Some(Code::InvalidProducerEpoch)
+        | Some(Code::FencedInstanceId) => LogError::Fenced(e.to_string()),
+        _ => LogError::Unavailable(format!("kafka: {e}")),
+    }
+}
+
+fn join_error(e: tokio::task::JoinError) -> LogError {
+    LogError::Unavailable(format!("kafka task: {e}"))
+}
+
+/// The log on a Kafka cluster.
+#[derive(Clone)]
+pub struct KafkaLog {
+    config: KafkaConfig,
+    producer: FutureProducer,
+    /// For metadata and watermarks; never subscribes.
+    metadata: Arc<BaseConsumer>,
+    partitions: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl KafkaLog {
+    pub fn connect(config: KafkaConfig) -> Result<Self> {
+        let producer: FutureProducer = config.producer(None).create().map_err(unavailable)?;
+        let metadata: BaseConsumer = config
+            .consumer("tidings-metadata", StartAt::Latest, None)
+            .create()
+            .map_err(unavailable)?;
+        Ok(Self {
+            config,
+            producer,
+            metadata: Arc::new(metadata),
+            partitions: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    /// Fails unless the cluster answers a metadata request within `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> Result<()> {
+        let metadata = self.metadata.clone();
+        tokio::task::spawn_blocking(move || metadata.fetch_metadata(None, timeout).map(|_| ()))
+            .await
+            .map_err(join_error)?
+            .map_err(unavailable)
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<u32> {
+        if let Some(n) = self.partitions.lock().ok().and_then(|m| m.get(topic).copied()) {
+            return Ok(n);
+        }
+        let metadata = self.metadata.clone();
+        let name = topic.to_string();
+        let count = tokio::task::spawn_blocking(move || {
+            let md = metadata
+                .fetch_metadata(Some(&name), Duration::from_secs(10))
+                .map_err(unavailable)?;
+            let topic = md
+                .topics()
+                .first()
+                .ok_or_else(|| LogError::UnknownTopic(name.clone()))?;
+            if topic.error().is_some() || topic.partitions().is_empty() {
+                return Err(LogError::UnknownTopic(name.clone()));
+            }
+            Ok(topic.partitions().len() as u32)
+        })
+        .await
+        .map_err(join_error)??;
+        if let Ok(mut cache) = self.partitions.lock() {
+            cache.insert(topic.to_string(), count);
+        }
+        Ok(count)
+    }
+
+    async fn send(&self, producer: &FutureProducer, record: &OutRecord) -> Result<Position> {
+        validate(record)?;
+        let partition = partition_for(&record.key, self.partition_count(&record.topic).await?);
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        for (name, value) in &record.headers {
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(value.as_bytes()),
+            });
+        }
+        let future_record = FutureRecord::to(&record.topic)
+            .key(record.key.as_bytes())
+            .payload(&record.value)
+            .partition(partition as i32)
+            .headers(headers);
+        let delivery = producer
+            .send(future_record, Timeout::After(Duration::from_secs(5)))
+            .await
+            .map_err(|(e, _)| unavailable(e))?;
+        Ok(Position {
+            partition: delivery.partition as u32,
+            offset: delivery.offset,
+        })
+    }
+}
+
+fn owned(message: &BorrowedMessage<'_>) -> Record {
+    let headers = message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|header| {
+                    (
+                        header.key.to_string(),
+                        header
+                            .value
+                            .map(|v| String::from_utf8_lossy(v).into_owned())
+                            .unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Record {
+        topic: message.topic().to_string(),
+        partition: message.partition() as u32,
+        offset: message.offset(),
+        key: message
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_default(),
+        value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        headers,
+        timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
+    }
+}
+
+/// Receives up to `max` messages, waiting at most `wait` for the first.
+async fn receive(consumer: &StreamConsumer, max: usize, wait: Duration) -> Result<Vec<Record>> {
+    let mut out = Vec::new();
+    match tokio::time::timeout(wait, consumer.recv()).await {
+        Err(_) => return Ok(out),
+        Ok(Err(e)) => return Err(unavailable(e)),
+        Ok(Ok(message)) => out.push(owned(&message)),
+    }
+    while out.len() < max {
+        match consumer.recv().now_or_never() {
+            Some(Ok(message)) => out.push(owned(&message)),
+            Some(Err(e)) => return Err(unavailable(e)),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+fn checkpoint_list(checkpoints: &[Checkpoint]) -> Result<TopicPartitionList> {
+    let mut list = TopicPartitionList::new();
+    for c in checkpoints {
+        list.add_partition_offset(&c.topic, c.partition as i32, Offset::Offset(c.next_offset))
+            .map_err(unavailable)?;
+    }
+    Ok(list)
+}
+
+#[async_trait]
+impl Log for KafkaLog {
+    async fn ensure_topics(&self, specs: &[TopicSpec]) -> Result<()> {
+        let admin: AdminClient<DefaultClientContext> =
+            self.config.finish(self.config.base()).create().map_err(unavailable)?;
+        let retention: Vec<String> = specs
+            .iter()
+            .map(|s| s.retention_ms.unwrap_or(-1).to_string())
+            .collect();
+        let topics: Vec<NewTopic> = specs
+            .iter()
+            .zip(&retention)
+            .map(|(spec, retention)| {
+                NewTopic::new(
+                    &spec.name,
+                    spec.partitions as i32,
+                    TopicReplication::Fixed(self.config.replication_factor),
+                )
+                .set("retention.ms", retention)
+                .set(
+                    "cleanup.policy",
+                    if spec.compacted { "compact" } else { "delete" },
+                )
+            })
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = admin.create_topics(&topics, &options).await.map_err(unavailable)?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(LogError::Unavailable(format!("creating topic {name}: {code}")))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn produce(&self, record: OutRecord) -> Result<Position> {
+        self.send(&self.producer, &record).await
+    }
+
+    async fn consumer(&self, group: &str, topics: &[&str], options: ConsumerOptions) -> Result<Box<dyn Consumer>> {
+        for topic in topics {
+            self.partition_count(topic).await?;
+        }
+        let consumer: StreamConsumer = self
+            .config
+            .consumer(group, options.start_at, options.transactional_id.as_deref())
+            .create()
+            .map_err(unavailable)?;
+        consumer.subscribe(topics).map_err(unavailable)?;
+        let transactional = match &options.transactional_id {
+            None => None,
+            Some(id) => {
+                let producer: FutureProducer = self.config.producer(Some(id)).create().map_err(unavailable)?;
+                let init = producer.clone();
+                tokio::task::spawn_blocking(move || init.init_transactions(Duration::from_secs(30)))
+                    .await
+                    .map_err(join_error)?
+                    .map_err(unavailable)?;
+                Some(producer)
+            }
+        };
+        Ok(Box::new(KafkaConsumer {
+            log: self.clone(),
+            consumer: Arc::new(consumer),
+            transactional,
+            poisoned: false,
+        }))
+    }
+
+    async fn reader(&self, topic: &str, partition: u32, offset: i64) -> Result<Box<dyn PartitionReader>> {
+        let partitions = self.partition_count(topic).await?;
+        if partition >= partitions {
+            return Err(LogError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+            });
+        }
+        // The group id is required by librdkafka but never joined: the partition is assigned.
+        let consumer: StreamConsumer = self
+            .config
+            .consumer("tidings-reader", StartAt::Earliest, None)
+            .create()
+            .map_err(unavailable)?;
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, partition as i32, Offset::Offset(offset))
+            .map_err(unavailable)?;
+        consumer.assign(&list).map_err(unavailable)?;
+        Ok(Box::new(KafkaReader { consumer }))
+    }
+
+    async fn end_offset(&self, topic: &str, partition: u32) -> Result<i64> {
+        self.partition_count(topic).await?;
+        let metadata = self.metadata.clone();
+        let topic = topic.to_string();
+        tokio::task::spawn_blocking(move || {
+            metadata
+                .fetch_watermarks(&topic, partition as i32, Duration::from_secs(10))
+                .map(|(_, high)| high)
+        })
+        .await
+        .map_err(join_error)?
+        .map_err(unavailable)
+    }
+
+    async fn partitions(&self, topic: &str) -> Result<u32> {
+        self.partition_count(topic).await
+    }
+}
+
+struct KafkaConsumer {
+    log: KafkaLog,
+    consumer: Arc<StreamConsumer>,
+    transactional: Option<FutureProducer>,
+    /// Set when a transaction failed: the in-memory position may be past what is committed.
+    poisoned: bool,
+}
+
+impl KafkaConsumer {
+    fn check(&self) -> Result<()> {
+        if self.poisoned {
+            return Err(LogError::Unavailable(
+                "a transaction failed; reopen the consumer to resume from committed offsets".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Consumer for KafkaConsumer {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>> {
+        self.check()?;
+        receive(&self.consumer, max, wait).await
+    }
+
+    async fn commit(&mut self, checkpoints: &[Checkpoint]) -> Result<()> {
+        self.check()?;
+        if checkpoints.is_empty() {
+            return Ok(());
+        }
+        let list = checkpoint_list(checkpoints)?;
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
+            .await
+            .map_err(join_error)?
+            .map_err(unavailable)
+    }
+
+    async fn commit_with(&mut self, outputs: Vec<OutRecord>, checkpoints: &[Checkpoint]) -> Result<()> {
+        self.check()?;
+        let producer = self.transactional.clone().ok_or(LogError::NotTransactional)?;
+        for record in &outputs {
+            validate(record)?;
+        }
+        let list = checkpoint_list(checkpoints)?;
+        let group = self
+            .consumer
+            .group_metadata()
+            .ok_or_else(|| LogError::Unavailable("consumer has no group metadata".into()))?;
+        let timeout = Duration::from_secs(30);
+
+        let begin = producer.clone();
+        let result: Result<()> = async {
+            tokio::task::spawn_blocking(move || begin.begin_transaction())
+                .await
+                .map_err(join_error)?
+                .map_err(unavailable)?;
+            let sends = outputs.iter().map(|r| self.log.send(&producer, r));
+            for result in futures::future::join_all(sends).await {
+                result?;
+            }
+            let commit = producer.clone();
+            tokio::task::spawn_blocking(move || {
+                commit.send_offsets_to_transaction(&list, &group, timeout)?;
+                commit.commit_transaction(timeout)
+            })
+            .await
+            .map_err(join_error)?
+            .map_err(unavailable)
+        }
+        .await;
+
+        if result.is_err() {
+            self.poisoned = true;
+            let abort = producer.clone();
+            let _ = tokio::task::spawn_blocking(move || abort.abort_transaction(timeout)).await;
+        }
+        result
+    }
+}
+
+struct KafkaReader {
+    consumer: StreamConsumer,
+}
+
+#[async_trait]
+impl PartitionReader for KafkaReader {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>> {
+        receive(&self.consumer, max, wait).await
+    }
+}

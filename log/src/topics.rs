@@ -1,0 +1,60 @@
+//! Every topic Tidings uses, with its settings: the one place the programs, `tidings migrate`
+//! and `terraform/` take them from (a test checks the Terraform copy against this table).
+
+/// A topic and how it is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: u32,
+    /// `None`: kept forever.
+    pub retention_ms: Option<i64>,
+    /// Log compaction keeps the latest record per key.
+    pub compacted: bool,
+}
+
+impl TopicSpec {
+    pub fn new(name: impl Into<String>, partitions: u32) -> Self {
+        Self {
+            name: name.into(),
+            partitions,
+            retention_ms: None,
+            compacted: false,
+        }
+    }
+}
+
+/// Client events as edges append them, keyed by room (input of sequencing).
+pub const CLIENT_EVENTS: &str = "tidings.client-events";
+/// The room log: sequenced, moderated messages keyed by room. The record of truth.
+pub const ROOM_LOG: &str = "tidings.room-log";
+/// Deliveries to edges, keyed by target edge.
+pub const DELIVERIES: &str = "tidings.deliveries";
+/// Which edge hosts which rooms, keyed by room.
+pub const SUBSCRIPTIONS: &str = "tidings.subscriptions";
+/// Typing notices, keyed by room; only useful for seconds.
+pub const TYPING: &str = "tidings.typing";
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The topics and their settings.
+pub fn all() -> Vec<TopicSpec> {
+    vec![
+        TopicSpec {
+            retention_ms: Some(7 * DAY_MS),
+            ..TopicSpec::new(CLIENT_EVENTS, 8)
+        },
+        TopicSpec::new(ROOM_LOG, 8),
+        TopicSpec {
+            retention_ms: Some(60 * 60 * 1000),
+            ..TopicSpec::new(DELIVERIES, 16)
+        },
+        TopicSpec {
+            compacted: true,
+            ..TopicSpec::new(SUBSCRIPTIONS, 8)
+        },
+        TopicSpec {
+            retention_ms: Some(60 * 1000),
+            ..TopicSpec::new(TYPING, 8)
+        },
+    ]
+}

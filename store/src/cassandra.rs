@@ -1,0 +1,337 @@
+//! The store on ScyllaDB or Apache Cassandra, through the `scylla` driver.
+//!
+//! Messages are partitioned by (room, bucket) and clustered by seq, the usual chat layout:
+//! `bucket = seq / bucket_size`, so a range read knows which partitions to visit from the
+//! seqs alone and no partition grows without bound.
+
+use crate::{check_range, check_room, validate, Direction, Result, SeqRange, Store, StoreError, StoredMessage};
+use async_trait::async_trait;
+use futures::stream::{FuturesUnordered, StreamExt};
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::Consistency;
+use std::time::Duration;
+
+/// How to reach the cluster and how to keep the data.
+#[derive(Debug, Clone)]
+pub struct CassandraConfig {
+    /// `host:port` of one or more nodes.
+    pub contact_points: Vec<String>,
+    pub keyspace: String,
+    /// The keyspace's replication map, as CQL.
+    pub replication: String,
+    /// Consistency of every read and write.
+    pub consistency: Consistency,
+    /// Messages per (room, bucket) partition. Fixed for the life of a keyspace.
+    pub bucket_size: i64,
+    /// Most statements in flight per append call.
+    pub write_concurrency: usize,
+}
+
+impl CassandraConfig {
+    pub fn new(contact_points: Vec<String>) -> Self {
+        Self {
+            contact_points,
+            keyspace: "tidings".into(),
+            replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
+            consistency: Consistency::LocalQuorum,
+            bucket_size: 1000,
+            write_concurrency: 64,
+        }
+    }
+}
+
+/// Parses a consistency name as CQL spells it (`ONE`, `LOCAL_QUORUM`, ...).
+pub fn parse_consistency(name: &str) -> Option<Consistency> {
+    Some(match name.to_ascii_uppercase().as_str() {
+        "ANY" => Consistency::Any,
+        "ONE" => Consistency::One,
+        "TWO" => Consistency::Two,
+        "THREE" => Consistency::Three,
+        "QUORUM" => Consistency::Quorum,
+        "ALL" => Consistency::All,
+        "LOCAL_QUORUM" => Consistency::LocalQuorum,
+        "EACH_QUORUM" => Consistency::EachQuorum,
+        "LOCAL_ONE" => Consistency::LocalOne,
+        _ => return None,
+    })
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("cassandra: {e}"))
+}
+
+/// The schema, in order. Every statement is idempotent, so `migrate` can run any number of times.
+fn schema(config: &CassandraConfig) -> Vec<String> {
+    let ks = &config.keyspace;
+    vec![
+        format!(
+            "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {}",
+            config.replication
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.messages (
+                room text, bucket bigint, seq bigint,
+                client_id text, sender text, body text, ts bigint,
+                PRIMARY KEY ((room, bucket), seq)
+             ) WITH CLUSTERING ORDER BY (seq ASC)"
+        ),
+        // Written with USING TIMESTAMP = seq, so the highest seq wins whatever the write order.
+        format!("CREATE TABLE IF NOT EXISTS {ks}.room_heads (room text PRIMARY KEY, head bigint)"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.client_ids (
+                room text, client_id text, seq bigint,
+                PRIMARY KEY ((room, client_id))
+             )"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.checkpoints (
+                name text, partition int, next_offset bigint,
+                PRIMARY KEY (name, partition)
+             )"
+        ),
+    ]
+}
+
+struct Statements {
+    insert_message: PreparedStatement,
+    insert_head: PreparedStatement,
+    insert_client_id: PreparedStatement,
+    read_ascending: PreparedStatement,
+    read_descending: PreparedStatement,
+    head: PreparedStatement,
+    client_id: PreparedStatement,
+    checkpoint: PreparedStatement,
+    set_checkpoint: PreparedStatement,
+}
+
+pub struct CassandraStore {
+    session: Session,
+    statements: Statements,
+    bucket_size: i64,
+    write_concurrency: usize,
+}
+
+async fn connect_session(config: &CassandraConfig) -> Result<Session> {
+    SessionBuilder::new()
+        .known_nodes(&config.contact_points)
+        .connection_timeout(Duration::from_secs(5))
+        .build()
+        .await
+        .map_err(unavailable)
+}
+
+impl CassandraStore {
+    /// Creates the keyspace and tables if they are missing (`tidings migrate`).
+    pub async fn migrate(config: &CassandraConfig) -> Result<()> {
+        let session = connect_session(config).await?;
+        for statement in schema(config) {
+            session.query_unpaged(statement, &[]).await.map_err(unavailable)?;
+        }
+        session.await_schema_agreement().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Connects and prepares every statement. The schema must exist (see [`Self::migrate`]).
+    pub async fn connect(config: &CassandraConfig) -> Result<Self> {
+        if config.bucket_size < 1 {
+            return Err(StoreError::Invalid {
+                what: "bucket size",
+                why: "must be 1 or more",
+            });
+        }
+        let session = connect_session(config).await?;
+        let ks = &config.keyspace;
+        let prepare = |cql: String| {
+            let session = &session;
+            async move {
+                let mut statement = session.prepare(cql).await.map_err(unavailable)?;
+                statement.set_consistency(config.consistency);
+                Ok::<_, StoreError>(statement)
+            }
+        };
+        let columns = "seq, client_id, sender, body, ts";
+        let statements = Statements {
+            insert_message: prepare(format!(
+                "INSERT INTO {ks}.messages (room, bucket, seq, client_id, sender, body, ts) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            ))
+            .await?,
+            insert_head: prepare(format!(
+                "UPDATE {ks}.room_heads USING TIMESTAMP ? SET head = ? WHERE room = ?"
+            ))
+            .await?,
+            insert_client_id: prepare(format!(
+                "INSERT INTO {ks}.client_ids (room, client_id, seq) VALUES (?, ?, ?)"
+            ))
+            .await?,
+            read_ascending: prepare(format!(
+                "SELECT {columns} FROM {ks}.messages WHERE room = ? AND bucket = ? AND seq > ? AND seq < ? ORDER BY seq ASC LIMIT ?"
+            ))
+            .await?,
+            read_descending: prepare(format!(
+                "SELECT {columns} FROM {ks}.messages WHERE room = ? AND bucket = ? AND seq > ? AND seq < ? ORDER BY seq DESC LIMIT ?"
+            ))
+            .await?,
+            head: prepare(format!("SELECT head FROM {ks}.room_heads WHERE room = ?")).await?,
+            client_id: prepare(format!(
+                "SELECT seq FROM {ks}.client_ids WHERE room = ? AND client_id = ?"
+            ))
+            .await?,
+            checkpoint: prepare(format!(
+                "SELECT next_offset FROM {ks}.checkpoints WHERE name = ? AND partition = ?"
+            ))
+            .await?,
+            set_checkpoint: prepare(format!(
+                "INSERT INTO {ks}.checkpoints (name, partition, next_offset) VALUES (?, ?, ?)"
+            ))
+            .await?,
+        };
+        Ok(Self {
+            session,
+            statements,
+            bucket_size: config.bucket_size,
+            write_concurrency: config.write_concurrency.max(1),
+        })
+    }
+
+    fn bucket_of(&self, seq: i64) -> i64 {
+        seq / self.bucket_size
+    }
+
+    async fn write_one(&self, m: &StoredMessage) -> Result<()> {
+        // A rewrite of the same (room, seq) carries the same values: an idempotent upsert.
+        self.session
+            .execute_unpaged(
+                &self.statements.insert_message,
+                (&m.room, self.bucket_of(m.seq), m.seq, &m.client_id, &m.from, &m.text, m.ts),
+            )
+            .await
+            .map_err(unavailable)?;
+        self.session
+            .execute_unpaged(&self.statements.insert_client_id, (&m.room, &m.client_id, m.seq))
+            .await
+            .map_err(unavailable)?;
+        self.session
+            .execute_unpaged(&self.statements.insert_head, (m.seq, m.seq, &m.room))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for CassandraStore {
+    async fn append(&self, messages: &[StoredMessage]) -> Result<()> {
+        for m in messages {
+            validate(m)?;
+        }
+        let mut pending = FuturesUnordered::new();
+        for m in messages {
+            if pending.len() >= self.write_concurrency {
+                if let Some(result) = pending.next().await {
+                    result?;
+                }
+            }
+            pending.push(self.write_one(m));
+        }
+        while let Some(result) = pending.next().await {
+            result?;
+        }
+        Ok(())
+    }
+
+    async fn read(&self, room: &str, range: SeqRange) -> Result<Vec<StoredMessage>> {
+        check_range(room, &range)?;
+        let head = self.head(room).await?;
+        let low = range.after.saturating_add(1).max(1);
+        let high = range.before.saturating_sub(1).min(head);
+        if low > high {
+            return Ok(Vec::new());
+        }
+        let (first, last) = (self.bucket_of(low), self.bucket_of(high));
+        let buckets: Box<dyn Iterator<Item = i64> + Send> = match range.direction {
+            Direction::Ascending => Box::new(first..=last),
+            Direction::Descending => Box::new((first..=last).rev()),
+        };
+        let statement = match range.direction {
+            Direction::Ascending => &self.statements.read_ascending,
+            Direction::Descending => &self.statements.read_descending,
+        };
+        let mut out = Vec::with_capacity(range.limit.min(1024));
+        for bucket in buckets {
+            let want = (range.limit - out.len()) as i32;
+            let rows = self
+                .session
+                .execute_unpaged(statement, (room, bucket, range.after, range.before, want))
+                .await
+                .map_err(unavailable)?
+                .into_rows_result()
+                .map_err(unavailable)?;
+            for row in rows
+                .rows::<(i64, String, String, String, i64)>()
+                .map_err(unavailable)?
+            {
+                let (seq, client_id, from, text, ts) = row.map_err(unavailable)?;
+                out.push(StoredMessage {
+                    room: room.to_string(),
+                    seq,
+                    client_id,
+                    from,
+                    text,
+                    ts,
+                });
+            }
+            if out.len() >= range.limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn head(&self, room: &str) -> Result<i64> {
+        check_room(room)?;
+        let rows = self
+            .session
+            .execute_unpaged(&self.statements.head, (room,))
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        let head = rows.maybe_first_row::<(Option<i64>,)>().map_err(unavailable)?;
+        Ok(head.and_then(|(h,)| h).unwrap_or(0))
+    }
+
+    async fn seq_of(&self, room: &str, client_id: &str) -> Result<Option<i64>> {
+        check_room(room)?;
+        let rows = self
+            .session
+            .execute_unpaged(&self.statements.client_id, (room, client_id))
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        let seq = rows.maybe_first_row::<(Option<i64>,)>().map_err(unavailable)?;
+        Ok(seq.and_then(|(s,)| s))
+    }
+
+    async fn checkpoint(&self, name: &str, partition: u32) -> Result<Option<i64>> {
+        let rows = self
+            .session
+            .execute_unpaged(&self.statements.checkpoint, (name, partition as i32))
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        let offset = rows.maybe_first_row::<(Option<i64>,)>().map_err(unavailable)?;
+        Ok(offset.and_then(|(o,)| o))
+    }
+
+    async fn set_checkpoint(&self, name: &str, partition: u32, next_offset: i64) -> Result<()> {
+        self.session
+            .execute_unpaged(&self.statements.set_checkpoint, (name, partition as i32, next_offset))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,172 @@
+//! The store in one redb file, for `tidings standalone`. Every append is one fsynced
+//! transaction; reads run on snapshots and never block the writer.
+
+use crate::{check_range, check_room, validate, Direction, Result, SeqRange, Store, StoreError, StoredMessage};
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::Path;
+use std::sync::Arc;
+
+/// (room, seq) → (client id, from, text, ts).
+const MESSAGES: TableDefinition<(&str, i64), (&str, &str, &str, i64)> = TableDefinition::new("messages");
+/// (room, client id) → seq.
+const CLIENT_IDS: TableDefinition<(&str, &str), i64> = TableDefinition::new("client_ids");
+/// room → highest seq.
+const HEADS: TableDefinition<&str, i64> = TableDefinition::new("heads");
+/// (processor, partition) → next offset.
+const CHECKPOINTS: TableDefinition<(&str, u32), i64> = TableDefinition::new("checkpoints");
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("embedded store: {e}"))
+}
+
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+impl EmbeddedStore {
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(unavailable)?;
+        }
+        let db = Database::create(path).map_err(unavailable)?;
+        let txn = db.begin_write().map_err(unavailable)?;
+        txn.open_table(MESSAGES).map_err(unavailable)?;
+        txn.open_table(CLIENT_IDS).map_err(unavailable)?;
+        txn.open_table(HEADS).map_err(unavailable)?;
+        txn.open_table(CHECKPOINTS).map_err(unavailable)?;
+        txn.commit().map_err(unavailable)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Database) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || work(&db))
+            .await
+            .map_err(unavailable)?
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn append(&self, messages: &[StoredMessage]) -> Result<()> {
+        for m in messages {
+            validate(m)?;
+        }
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let messages = messages.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = txn.open_table(MESSAGES).map_err(unavailable)?;
+                let mut ids = txn.open_table(CLIENT_IDS).map_err(unavailable)?;
+                let mut heads = txn.open_table(HEADS).map_err(unavailable)?;
+                for m in &messages {
+                    let key = (m.room.as_str(), m.seq);
+                    // Idempotent: the first write of a (room, seq) stays.
+                    if table.get(key).map_err(unavailable)?.is_some() {
+                        continue;
+                    }
+                    table
+                        .insert(key, (m.client_id.as_str(), m.from.as_str(), m.text.as_str(), m.ts))
+                        .map_err(unavailable)?;
+                    ids.insert((m.room.as_str(), m.client_id.as_str()), m.seq)
+                        .map_err(unavailable)?;
+                    let head = heads.get(m.room.as_str()).map_err(unavailable)?.map(|v| v.value());
+                    if head.is_none_or(|h| h < m.seq) {
+                        heads.insert(m.room.as_str(), m.seq).map_err(unavailable)?;
+                    }
+                }
+            }
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn read(&self, room: &str, range: SeqRange) -> Result<Vec<StoredMessage>> {
+        check_range(room, &range)?;
+        if range.after.saturating_add(1) >= range.before {
+            return Ok(Vec::new());
+        }
+        let room = room.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(MESSAGES).map_err(unavailable)?;
+            let span = table
+                .range((room.as_str(), range.after + 1)..(room.as_str(), range.before))
+                .map_err(unavailable)?;
+            let to_message = |entry: std::result::Result<(redb::AccessGuard<(&str, i64)>, redb::AccessGuard<(&str, &str, &str, i64)>), redb::StorageError>| {
+                let (k, v) = entry.map_err(unavailable)?;
+                let (_, seq) = k.value();
+                let (client_id, from, text, ts) = v.value();
+                Ok(StoredMessage {
+                    room: room.clone(),
+                    seq,
+                    client_id: client_id.to_string(),
+                    from: from.to_string(),
+                    text: text.to_string(),
+                    ts,
+                })
+            };
+            match range.direction {
+                Direction::Ascending => span.take(range.limit).map(to_message).collect(),
+                Direction::Descending => span.rev().take(range.limit).map(to_message).collect(),
+            }
+        })
+        .await
+    }
+
+    async fn head(&self, room: &str) -> Result<i64> {
+        check_room(room)?;
+        let room = room.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(HEADS).map_err(unavailable)?;
+            let head = table.get(room.as_str()).map_err(unavailable)?;
+            Ok(head.map(|v| v.value()).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn seq_of(&self, room: &str, client_id: &str) -> Result<Option<i64>> {
+        check_room(room)?;
+        let (room, client_id) = (room.to_string(), client_id.to_string());
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(CLIENT_IDS).map_err(unavailable)?;
+            let seq = table.get((room.as_str(), client_id.as_str())).map_err(unavailable)?;
+            Ok(seq.map(|v| v.value()))
+        })
+        .await
+    }
+
+    async fn checkpoint(&self, name: &str, partition: u32) -> Result<Option<i64>> {
+        let name = name.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(CHECKPOINTS).map_err(unavailable)?;
+            let offset = table.get((name.as_str(), partition)).map_err(unavailable)?;
+            Ok(offset.map(|v| v.value()))
+        })
+        .await
+    }
+
+    async fn set_checkpoint(&self, name: &str, partition: u32, next_offset: i64) -> Result<()> {
+        let name = name.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = txn.open_table(CHECKPOINTS).map_err(unavailable)?;
+                table.insert((name.as_str(), partition), next_offset).map_err(unavailable)?;
+            }
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+}

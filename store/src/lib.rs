@@ -1,0 +1,177 @@
+//! The store: where the room log is kept for reading (history, catch-up) and what processors
+//! need to recover after a restart (room heads, client ids, checkpoints).
+//!
+//! One interface, [`Store`], with two backends: [`cassandra::CassandraStore`] (ScyllaDB or
+//! Apache Cassandra, through the `scylla` driver) and [`embedded::EmbeddedStore`] (redb).
+//! Writes come only from processors (persistence); edges only read.
+
+pub mod cassandra;
+pub mod embedded;
+
+use async_trait::async_trait;
+
+/// Longest room name: the v1 contract's `[A-Za-z0-9._:-]{1,128}`.
+pub const MAX_ROOM_LEN: usize = 128;
+/// Longest client message id.
+pub const MAX_CLIENT_ID_LEN: usize = 64;
+/// Largest stored text in bytes (the edge enforces the character limit well below this).
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+/// Most messages one read returns.
+pub const MAX_READ_LIMIT: usize = 10_000;
+
+/// A message as stored: one sequenced entry of a room's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub room: String,
+    pub seq: i64,
+    /// The sender's idempotency id.
+    pub client_id: String,
+    /// The sender (JWT sub).
+    pub from: String,
+    pub text: String,
+    /// Server time (ms) when the seq was assigned.
+    pub ts: i64,
+}
+
+/// Which way a read walks the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Ascending,
+    Descending,
+}
+
+/// Messages with `after < seq < before`, walked in `direction`, at most `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqRange {
+    pub after: i64,
+    pub before: i64,
+    pub direction: Direction,
+    pub limit: usize,
+}
+
+impl SeqRange {
+    /// Everything after `seq`, oldest first (catch-up).
+    pub fn after(seq: i64, limit: usize) -> Self {
+        Self {
+            after: seq,
+            before: i64::MAX,
+            direction: Direction::Ascending,
+            limit,
+        }
+    }
+
+    /// The latest messages before `seq`, newest first (history pages).
+    pub fn before(seq: i64, limit: usize) -> Self {
+        Self {
+            after: 0,
+            before: seq,
+            direction: Direction::Descending,
+            limit,
+        }
+    }
+}
+
+/// Why a store operation failed. `code()` is what reaches a client.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid {what}: {why}")]
+    Invalid { what: &'static str, why: &'static str },
+    #[error("{what} of {size} bytes exceeds the limit of {max}")]
+    TooLarge {
+        what: &'static str,
+        size: usize,
+        max: usize,
+    },
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Invalid { .. } => "invalid",
+            StoreError::TooLarge { .. } => "too_large",
+            StoreError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Whether `room` is a valid room name (`[A-Za-z0-9._:-]{1,128}`).
+pub fn valid_room(room: &str) -> bool {
+    !room.is_empty()
+        && room.len() <= MAX_ROOM_LEN
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+fn check_room(room: &str) -> Result<()> {
+    if valid_room(room) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid {
+            what: "room",
+            why: "must match [A-Za-z0-9._:-]{1,128}",
+        })
+    }
+}
+
+/// What both backends refuse before writing anything.
+pub fn validate(message: &StoredMessage) -> Result<()> {
+    check_room(&message.room)?;
+    if message.seq < 1 {
+        return Err(StoreError::Invalid {
+            what: "seq",
+            why: "must be 1 or more",
+        });
+    }
+    if message.client_id.is_empty() || message.client_id.chars().count() > MAX_CLIENT_ID_LEN {
+        return Err(StoreError::Invalid {
+            what: "client id",
+            why: "must be 1 to 64 characters",
+        });
+    }
+    if message.text.len() > MAX_TEXT_BYTES {
+        return Err(StoreError::TooLarge {
+            what: "text",
+            size: message.text.len(),
+            max: MAX_TEXT_BYTES,
+        });
+    }
+    Ok(())
+}
+
+fn check_range(room: &str, range: &SeqRange) -> Result<()> {
+    check_room(room)?;
+    if range.limit == 0 || range.limit > MAX_READ_LIMIT {
+        return Err(StoreError::Invalid {
+            what: "limit",
+            why: "must be 1 to 10000",
+        });
+    }
+    Ok(())
+}
+
+/// The message store.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Appends messages. Idempotent by (room, seq): writing a message again changes nothing,
+    /// so a processor may replay after a crash. All are validated before any is written.
+    async fn append(&self, messages: &[StoredMessage]) -> Result<()>;
+
+    /// Reads a room's messages in a seq range (see [`SeqRange`]).
+    async fn read(&self, room: &str, range: SeqRange) -> Result<Vec<StoredMessage>>;
+
+    /// The highest stored seq of a room (0 when empty).
+    async fn head(&self, room: &str) -> Result<i64>;
+
+    /// The seq stored for a client message id (dedupe after a restart).
+    async fn seq_of(&self, room: &str, client_id: &str) -> Result<Option<i64>>;
+
+    /// A processor's saved position in one log partition.
+    async fn checkpoint(&self, name: &str, partition: u32) -> Result<Option<i64>>;
+
+    async fn set_checkpoint(&self, name: &str, partition: u32, next_offset: i64) -> Result<()>;
+}
