@@ -102,42 +102,68 @@ wait_gone() { # pid seconds
         sleep 0.1
     done
 }
-terminate() { # pid [TERM|KILL]: TERM waits up to 30 s for a clean shutdown, then KILLs
-    local pid=$1 sig=${2:-TERM}
-    pid_alive "$pid" || return 0
-    kill -s "$sig" "$pid" 2>/dev/null || true
-    if [[ $sig == TERM ]] && ! wait_gone "$pid" 30; then
-        warn "pid $pid did not stop within 30 s of SIGTERM, sending SIGKILL"
-        kill -s KILL "$pid" 2>/dev/null || true
-    fi
-    wait_gone "$pid" 15 || die "pid $pid is still alive after SIGKILL"
-}
-
-# Stop our instance of $1 (from the pid file, or whatever of ours holds its ports,
-# e.g. one started from another state dir). Foreign listeners are left alone.
-stop_service() { # svc [TERM|KILL]
-    local svc=$1 sig=${2:-TERM} pid port
-    pid=$(read_pid "$svc")
-    [[ -z $pid ]] || terminate "$pid" "$sig"
-    for port in ${PORTS[$svc]}; do
-        for pid in $(listener_pids "$port"); do
-            if runs_class "$pid" "${MAIN_CLASS[$svc]}"; then
-                terminate "$pid" "$sig"
-            else
-                warn "$svc: port $port is held by pid $pid, which is not a $svc; leaving it alone"
+# Signal all pids at once, then wait: services stop in parallel. TERM lets each
+# shut down cleanly for up to 30 s, then it is KILLed.
+terminate() { # TERM|KILL pid...
+    local sig=$1 pid deadline
+    shift
+    (($#)) || return 0
+    kill -s "$sig" "$@" 2>/dev/null || true
+    if [[ $sig == TERM ]]; then
+        deadline=$(($(now_ms) + 30000))
+        for pid in "$@"; do
+            while pid_alive "$pid" && (($(now_ms) < deadline)); do sleep 0.1; done
+            if pid_alive "$pid"; then
+                warn "pid $pid did not stop within 30 s of SIGTERM, sending SIGKILL"
+                kill -s KILL "$pid" 2>/dev/null || true
             fi
         done
-    done
-    rm -f "$(pidfile "$svc")"
+    fi
+    for pid in "$@"; do wait_gone "$pid" 15 || die "pid $pid is still alive after SIGKILL"; done
 }
 
-ports_free_or_die() {
-    local port
-    for port in ${PORTS[$1]}; do
-        if listening "$port"; then
-            die "$1: port $port is in use by something else: $(ss -Hltnp "sport = :$port" | tr -s ' ')"
-        fi
+# Our running instances of a service: the pid file's, plus any process of ours
+# holding its ports (e.g. started from another state dir, or the pid file was
+# lost). Foreign listeners are reported and left alone.
+our_pids() { # svc
+    local svc=$1 pid port
+    {
+        read_pid "$svc"
+        for port in ${PORTS[$svc]}; do
+            for pid in $(listener_pids "$port"); do
+                if runs_class "$pid" "${MAIN_CLASS[$svc]}"; then
+                    echo "$pid"
+                else
+                    warn "$svc: port $port is held by pid $pid, which is not a $svc; leaving it alone"
+                fi
+            done
+        done
+    } | sort -u
+}
+
+stop_services() { # TERM|KILL svc...
+    local sig=$1 svc
+    shift
+    local -a pids=()
+    for svc in "$@"; do
+        mapfile -t -O "${#pids[@]}" pids < <(our_pids "$svc")
     done
+    terminate "$sig" "${pids[@]}"
+    for svc in "$@"; do rm -f "$(pidfile "$svc")"; done
+}
+
+# A JVM's main thread reads as exited (zombie) while its other threads are still
+# closing sockets, so give the ports a moment to be released.
+ports_free_or_die() { # svc
+    local port busy deadline=$(($(now_ms) + 10000))
+    while :; do
+        busy=""
+        for port in ${PORTS[$1]}; do listening "$port" && busy+=" $port"; done
+        [[ -n $busy ]] || return 0
+        (($(now_ms) < deadline)) || break
+        sleep 0.2
+    done
+    die "$1: port(s)$busy still in use: $(for port in $busy; do ss -Hltnp "sport = :$port"; done | tr -s ' ')"
 }
 
 # Start "$@" detached (own session, so it outlives this script and the caller's
@@ -151,6 +177,7 @@ launch() { # svc command...
     [[ ! -f $log ]] || mv -f "$log" "$log.prev"
     rm -f "$pf"
     # 9>&- : the JVM must not inherit our lock fd.
+    # shellcheck disable=SC2016 # $$ and $0 are the inner shell's
     setsid bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$pf" "$@" \
         </dev/null >"$log" 2>&1 9>&- &
     until [[ -s $pf ]]; do
@@ -170,7 +197,7 @@ not_ready() { # svc reason
         tail -n 50 "$log" 2>/dev/null || true
         echo "----"
     } >&2
-    stop_service "$svc" KILL
+    stop_services KILL "$svc"
     return 1
 }
 
@@ -483,10 +510,8 @@ launch_and_await() { # fresh|resume svc...
 cmd_start() {
     pick "${1:-all}"
     local svc
-    for svc in "${SVCS[@]}"; do
-        stop_service "$svc"
-        ports_free_or_die "$svc"
-    done
+    stop_services TERM "${SVCS[@]}"
+    for svc in "${SVCS[@]}"; do ports_free_or_die "$svc"; done
     launch_and_await fresh "${SVCS[@]}"
 }
 
@@ -509,16 +534,14 @@ cmd_resume() {
 }
 
 cmd_stop() {
-    local svc
     pick "${1:-all}"
-    for svc in "${SVCS[@]}"; do stop_service "$svc"; done
+    stop_services TERM "${SVCS[@]}"
 }
 
 cmd_kill9() {
     [[ $# -ge 1 ]] || die "usage: services.sh kill9 kafka|cassandra|all"
-    local svc
     pick "$1"
-    for svc in "${SVCS[@]}"; do stop_service "$svc" KILL; done
+    stop_services KILL "${SVCS[@]}"
 }
 
 cmd_status() {

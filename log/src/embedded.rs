@@ -518,6 +518,11 @@ impl Consumer for EmbeddedConsumer {
             .await
             .map(|_| ())
     }
+
+    /// An embedded member owns every partition for its whole life.
+    fn assignment_epoch(&self) -> u64 {
+        self.generation
+    }
 }
 
 struct EmbeddedReader {

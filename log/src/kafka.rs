@@ -13,7 +13,9 @@ use futures::FutureExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::client::ClientContext;
+use std::sync::atomic::{AtomicU64, Ordering};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -253,7 +255,7 @@ fn owned(message: &BorrowedMessage<'_>) -> Record {
 }
 
 /// Receives up to `max` messages, waiting at most `wait` for the first.
-async fn receive(consumer: &StreamConsumer, max: usize, wait: Duration) -> Result<Vec<Record>> {
+async fn receive<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C>, max: usize, wait: Duration) -> Result<Vec<Record>> {
     let mut out = Vec::new();
     match tokio::time::timeout(wait, consumer.recv()).await {
         Err(_) => return Ok(out),
@@ -325,10 +327,13 @@ impl Log for KafkaLog {
         for topic in topics {
             self.partition_count(topic).await?;
         }
-        let consumer: StreamConsumer = self
+        let epoch = Arc::new(AtomicU64::new(0));
+        let consumer: StreamConsumer<EpochContext> = self
             .config
             .consumer(group, options.start_at, options.transactional_id.as_deref())
-            .create()
+            .create_with_context(EpochContext {
+                epoch: epoch.clone(),
+            })
             .map_err(unavailable)?;
         consumer.subscribe(topics).map_err(unavailable)?;
         let transactional = match &options.transactional_id {
@@ -346,6 +351,7 @@ impl Log for KafkaLog {
         Ok(Box::new(KafkaConsumer {
             log: self.clone(),
             consumer: Arc::new(consumer),
+            epoch,
             transactional,
             poisoned: false,
         }))
@@ -391,9 +397,26 @@ impl Log for KafkaLog {
     }
 }
 
+/// Counts rebalances so processors know when their partitions changed.
+#[derive(Default)]
+struct EpochContext {
+    epoch: Arc<AtomicU64>,
+}
+
+impl ClientContext for EpochContext {}
+
+impl ConsumerContext for EpochContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if !matches!(rebalance, Rebalance::Error(_)) {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
 struct KafkaConsumer {
     log: KafkaLog,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<EpochContext>>,
+    epoch: Arc<AtomicU64>,
     transactional: Option<FutureProducer>,
     /// Set when a transaction failed: the in-memory position may be past what is committed.
     poisoned: bool,
@@ -464,12 +487,17 @@ impl Consumer for KafkaConsumer {
         }
         .await;
 
+
         if result.is_err() {
             self.poisoned = true;
             let abort = producer.clone();
             let _ = tokio::task::spawn_blocking(move || abort.abort_transaction(timeout)).await;
         }
         result
+    }
+
+    fn assignment_epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
     }
 }
 

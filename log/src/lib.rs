@@ -209,6 +209,10 @@ pub trait Consumer: Send {
     /// none does (exactly-once read-process-write). After an error, drop this consumer and
     /// open a new one: it resumes from the last committed checkpoints.
     async fn commit_with(&mut self, outputs: Vec<OutRecord>, checkpoints: &[Checkpoint]) -> Result<()>;
+
+    /// Changes whenever this member's partitions are assigned or revoked. A processor that
+    /// keeps per-partition state reloads it when this moves.
+    fn assignment_epoch(&self) -> u64;
 }
 
 /// One partition, read from an offset, outside any consumer group.
