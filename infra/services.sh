@@ -74,11 +74,15 @@ classpath() {
 # --------------------------------------------------------------------------
 # Process helpers. We only ever signal pids that run our service's main class.
 # --------------------------------------------------------------------------
-pid_alive() { # a zombie counts as dead
-    local stat
+# A JVM's main thread can be a zombie while its other threads are still exiting
+# and holding the process's sockets: it is dead only once those threads are gone.
+pid_alive() {
+    local stat tasks
     stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
     stat=${stat##*) }
-    [[ ${stat:0:1} != Z ]]
+    [[ ${stat:0:1} == Z ]] || return 0
+    tasks=("/proc/$1/task/"*)
+    ((${#tasks[@]} > 1))
 }
 runs_class() { # pid main-class
     local cmd
@@ -152,15 +156,19 @@ stop_services() { # TERM|KILL svc...
     for svc in "$@"; do rm -f "$(pidfile "$svc")"; done
 }
 
-# A JVM's main thread reads as exited (zombie) while its other threads are still
-# closing sockets, so give the ports a moment to be released.
+# Give ports without a visible owner (a process of ours still exiting) a moment
+# to be released; a port owned by a live foreign process fails at once.
 ports_free_or_die() { # svc
-    local port busy deadline=$(($(now_ms) + 10000))
+    local port busy owned deadline=$(($(now_ms) + 10000))
     while :; do
-        busy=""
-        for port in ${PORTS[$1]}; do listening "$port" && busy+=" $port"; done
+        busy="" owned=""
+        for port in ${PORTS[$1]}; do
+            listening "$port" || continue
+            busy+=" $port"
+            [[ -z $(listener_pids "$port") ]] || owned=1
+        done
         [[ -n $busy ]] || return 0
-        (($(now_ms) < deadline)) || break
+        if [[ -n $owned ]] || (($(now_ms) >= deadline)); then break; fi
         sleep 0.2
     done
     die "$1: port(s)$busy still in use: $(for port in $busy; do ss -Hltnp "sport = :$port"; done | tr -s ' ')"
@@ -437,8 +445,10 @@ cassandra_launch() {
         -Dcassandra.storagedir="$CDIR/data" -Dcassandra.logdir="$CDIR"
         -Dlogback.configurationFile="$CDIR/conf/logback.xml"
         -Dcassandra-foreground=yes -Dcassandra.jmx.local.port=7199
-        # Single node: don't wait for gossip or the ring to settle.
+        # Single node: don't wait for gossip or the ring to settle, and don't spend
+        # 2 s announcing the shutdown to peers that don't exist.
         -Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.ring_delay_ms=1000
+        -Dcassandra.shutdown_announce_in_ms=0
     )
     launch cassandra "$JAVA" "${jvm[@]}" -cp "$CASSANDRA_CP" org.apache.cassandra.service.CassandraDaemon
 }
@@ -491,11 +501,14 @@ has_state() { # did a previous start leave data to resume on?
 launch_and_await() { # fresh|resume svc...
     local mode=$1 svc rc=0
     shift
+    # Classpaths first, so a Maven failure can't leave one service half-launched.
     for svc in "$@"; do
         case $svc in
             kafka) KAFKA_CP=$(classpath kafka) ;;
             cassandra) CASSANDRA_CP=$(classpath cassandra) ;;
         esac
+    done
+    for svc in "$@"; do
         [[ $mode == resume ]] || "${svc}_fresh"
         "${svc}_launch"
     done
@@ -566,6 +579,11 @@ main() {
     local cmd=${1:-}
     [[ -n $cmd ]] || die "usage: services.sh start|stop|status|kill9|resume [kafka|cassandra|all]"
     shift
+    # status only reads, so it doesn't wait behind a running start.
+    if [[ $cmd == status ]]; then
+        cmd_status
+        return
+    fi
     mkdir -p "$STATE"
     # One invocation at a time per state dir (fd 9 is closed for the servers).
     exec 9>"$STATE/.lock"
@@ -573,7 +591,6 @@ main() {
     case $cmd in
         start) cmd_start "$@" ;;
         stop) cmd_stop "$@" ;;
-        status) cmd_status ;;
         kill9) cmd_kill9 "$@" ;;
         resume) cmd_resume "$@" ;;
         *) die "unknown command '$cmd' (expected start, stop, status, kill9 or resume)" ;;
