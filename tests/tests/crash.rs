@@ -138,12 +138,12 @@ async fn append_kill_verify(
     }
     let store = open().await;
     let last = *acked.iter().max().unwrap();
-    assert!(store.head(&room).await.unwrap() >= last);
     let messages = store.read(&room, SeqRange::after(0, 10_000)).await.unwrap();
     let stored: HashSet<i64> = messages.iter().map(|m| m.seq).collect();
-    for seq in &acked {
-        assert!(stored.contains(seq), "acked message {seq} missing after the crash");
-    }
+    let missing: Vec<i64> = acked.iter().copied().filter(|s| !stored.contains(s)).collect();
+    assert!(missing.is_empty(), "acked messages missing after the crash: {missing:?} (stored {})", stored.len());
+    let head = store.head(&room).await.unwrap();
+    assert!(head >= last, "head {head} is behind the last acked {last}");
     let seqs: Vec<i64> = messages.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "no gaps, no duplicates");
 }
