@@ -18,15 +18,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
 
-/// (topic, partition, offset) → (append ms, key, value, headers as JSON).
-const RECORDS: TableDefinition<(&str, u32, i64), (i64, &str, &[u8], &str)> =
-    TableDefinition::new("records");
+/// (topic, partition, offset).
+type RecordKey<'a> = (&'a str, u32, i64);
+/// (append ms, key, value, headers as JSON).
+type RecordValue<'a> = (i64, &'a str, &'a [u8], &'a str);
+const RECORDS: TableDefinition<RecordKey, RecordValue> = TableDefinition::new("records");
 /// topic → (partitions, retention ms or -1, compacted).
 const TOPICS: TableDefinition<&str, (u32, i64, bool)> = TableDefinition::new("topics");
 /// (topic, partition) → next offset. Kept apart from RECORDS so retention cannot rewind it.
 const ENDS: TableDefinition<(&str, u32), i64> = TableDefinition::new("ends");
 /// (group, topic, partition) → next offset to read.
-const GROUP_OFFSETS: TableDefinition<(&str, &str, u32), i64> = TableDefinition::new("group_offsets");
+const GROUP_OFFSETS: TableDefinition<(&str, &str, u32), i64> =
+    TableDefinition::new("group_offsets");
 
 /// Appends waiting for the writer; a full queue makes producers wait (backpressure).
 const WRITE_QUEUE: usize = 4096;
@@ -112,7 +115,11 @@ impl EmbeddedLog {
         Ok(Self { shared, writer })
     }
 
-    async fn write(&self, records: Vec<OutRecord>, commit: Option<GroupCommit>) -> Result<Vec<Position>> {
+    async fn write(
+        &self,
+        records: Vec<OutRecord>,
+        commit: Option<GroupCommit>,
+    ) -> Result<Vec<Position>> {
         for record in &records {
             validate(record)?;
             self.partition_count(&record.topic)?;
@@ -139,7 +146,13 @@ impl EmbeddedLog {
             .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))
     }
 
-    fn read_partition(&self, topic: &str, partition: u32, from: i64, max: usize) -> Result<Vec<Record>> {
+    fn read_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: i64,
+        max: usize,
+    ) -> Result<Vec<Record>> {
         let txn = self.shared.db.begin_read().map_err(redb_err)?;
         let table = txn.open_table(RECORDS).map_err(redb_err)?;
         let mut out = Vec::new();
@@ -252,7 +265,12 @@ fn write_batch(shared: &Shared, batch: &[WriteRequest]) -> Vec<Result<Vec<Positi
                     records
                         .insert(
                             (record.topic.as_str(), partition, offset),
-                            (now, record.key.as_str(), record.value.as_slice(), headers.as_str()),
+                            (
+                                now,
+                                record.key.as_str(),
+                                record.value.as_slice(),
+                                headers.as_str(),
+                            ),
                         )
                         .map_err(redb_err)?;
                     next.insert(slot, offset + 1);
@@ -261,14 +279,18 @@ fn write_batch(shared: &Shared, batch: &[WriteRequest]) -> Vec<Result<Vec<Positi
                 if let Some(commit) = &request.commit {
                     for c in &commit.checkpoints {
                         offsets
-                            .insert((commit.group.as_str(), c.topic.as_str(), c.partition), c.next_offset)
+                            .insert(
+                                (commit.group.as_str(), c.topic.as_str(), c.partition),
+                                c.next_offset,
+                            )
                             .map_err(redb_err)?;
                     }
                 }
                 answers.push(Some(positions));
             }
             for ((topic, partition), offset) in &next {
-                ends.insert((topic.as_str(), *partition), *offset).map_err(redb_err)?;
+                ends.insert((topic.as_str(), *partition), *offset)
+                    .map_err(redb_err)?;
             }
         }
         txn.commit().map_err(redb_err)?;
@@ -282,7 +304,10 @@ fn write_batch(shared: &Shared, batch: &[WriteRequest]) -> Vec<Result<Vec<Positi
             .collect(),
         Err(e) => {
             let message = e.to_string();
-            batch.iter().map(|_| Err(LogError::Unavailable(message.clone()))).collect()
+            batch
+                .iter()
+                .map(|_| Err(LogError::Unavailable(message.clone())))
+                .collect()
         }
     }
 }
@@ -299,7 +324,11 @@ fn apply_retention(shared: &Shared) -> Result<()> {
             let (name, spec) = entry.map_err(redb_err)?;
             let (partitions, retention_ms, _) = spec.value();
             if retention_ms >= 0 {
-                expiring.push((name.value().to_string(), partitions, cutoff_now - retention_ms));
+                expiring.push((
+                    name.value().to_string(),
+                    partitions,
+                    cutoff_now - retention_ms,
+                ));
             }
         }
         for (topic, partitions, cutoff) in expiring {
@@ -318,7 +347,10 @@ fn apply_retention(shared: &Shared) -> Result<()> {
                 }
                 if let Some(last) = last_expired {
                     records
-                        .retain_in((topic.as_str(), partition, 0)..=(topic.as_str(), partition, last), |_, _| false)
+                        .retain_in(
+                            (topic.as_str(), partition, 0)..=(topic.as_str(), partition, last),
+                            |_, _| false,
+                        )
                         .map_err(redb_err)?;
                 }
             }
@@ -342,7 +374,11 @@ impl Log for EmbeddedLog {
                         table
                             .insert(
                                 spec.name.as_str(),
-                                (spec.partitions, spec.retention_ms.unwrap_or(-1), spec.compacted),
+                                (
+                                    spec.partitions,
+                                    spec.retention_ms.unwrap_or(-1),
+                                    spec.compacted,
+                                ),
                             )
                             .map_err(redb_err)?;
                     }
@@ -371,7 +407,12 @@ impl Log for EmbeddedLog {
         positions.into_iter().next().ok_or(LogError::Closed)
     }
 
-    async fn consumer(&self, group: &str, topics: &[&str], options: ConsumerOptions) -> Result<Box<dyn Consumer>> {
+    async fn consumer(
+        &self,
+        group: &str,
+        topics: &[&str],
+        options: ConsumerOptions,
+    ) -> Result<Box<dyn Consumer>> {
         let mut positions = Vec::new();
         for topic in topics {
             let partitions = self.partition_count(topic)?;
@@ -403,7 +444,12 @@ impl Log for EmbeddedLog {
         }))
     }
 
-    async fn reader(&self, topic: &str, partition: u32, offset: i64) -> Result<Box<dyn PartitionReader>> {
+    async fn reader(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+    ) -> Result<Box<dyn PartitionReader>> {
         let partitions = self.partition_count(topic)?;
         if partition >= partitions {
             return Err(LogError::UnknownPartition {
@@ -431,7 +477,10 @@ impl Log for EmbeddedLog {
 }
 
 /// Waits for the next commit, at most until `deadline`; false once the deadline passed.
-async fn wait_for_commit(committed: &mut watch::Receiver<u64>, deadline: tokio::time::Instant) -> bool {
+async fn wait_for_commit(
+    committed: &mut watch::Receiver<u64>,
+    deadline: tokio::time::Instant,
+) -> bool {
     matches!(
         tokio::time::timeout_at(deadline, committed.changed()).await,
         Ok(Ok(()))
@@ -454,7 +503,10 @@ impl EmbeddedConsumer {
     fn check_generation(&self) -> Result<()> {
         let generations = self.log.shared.generations.lock().map_err(redb_err)?;
         if generations.get(&self.group) != Some(&self.generation) {
-            return Err(LogError::Fenced(format!("a newer member joined group {}", self.group)));
+            return Err(LogError::Fenced(format!(
+                "a newer member joined group {}",
+                self.group
+            )));
         }
         Ok(())
     }
@@ -475,7 +527,9 @@ impl Consumer for EmbeddedConsumer {
                 }
                 let index = (self.next_partition + i) % count;
                 let (topic, partition, next) = &mut self.positions[index];
-                let records = self.log.read_partition(topic, *partition, *next, max - out.len())?;
+                let records = self
+                    .log
+                    .read_partition(topic, *partition, *next, max - out.len())?;
                 if let Some(last) = records.last() {
                     *next = last.offset + 1;
                 }
@@ -502,7 +556,11 @@ impl Consumer for EmbeddedConsumer {
             .map(|_| ())
     }
 
-    async fn commit_with(&mut self, outputs: Vec<OutRecord>, checkpoints: &[Checkpoint]) -> Result<()> {
+    async fn commit_with(
+        &mut self,
+        outputs: Vec<OutRecord>,
+        checkpoints: &[Checkpoint],
+    ) -> Result<()> {
         if !self.transactional {
             return Err(LogError::NotTransactional);
         }
@@ -539,7 +597,9 @@ impl PartitionReader for EmbeddedReader {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             self.committed.borrow_and_update();
-            let records = self.log.read_partition(&self.topic, self.partition, self.next, max)?;
+            let records = self
+                .log
+                .read_partition(&self.topic, self.partition, self.next, max)?;
             if let Some(last) = records.last() {
                 self.next = last.offset + 1;
             }

@@ -11,11 +11,12 @@ use crate::{
 use async_trait::async_trait;
 use futures::FutureExt;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::client::ClientContext;
-use std::sync::atomic::{AtomicU64, Ordering};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -23,6 +24,7 @@ use rdkafka::types::RDKafkaErrorCode as Code;
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -171,7 +173,12 @@ impl KafkaLog {
     }
 
     async fn partition_count(&self, topic: &str) -> Result<u32> {
-        if let Some(n) = self.partitions.lock().ok().and_then(|m| m.get(topic).copied()) {
+        if let Some(n) = self
+            .partitions
+            .lock()
+            .ok()
+            .and_then(|m| m.get(topic).copied())
+        {
             return Ok(n);
         }
         let metadata = self.metadata.clone();
@@ -255,7 +262,11 @@ fn owned(message: &BorrowedMessage<'_>) -> Record {
 }
 
 /// Receives up to `max` messages, waiting at most `wait` for the first.
-async fn receive<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C>, max: usize, wait: Duration) -> Result<Vec<Record>> {
+async fn receive<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    max: usize,
+    wait: Duration,
+) -> Result<Vec<Record>> {
     let mut out = Vec::new();
     match tokio::time::timeout(wait, consumer.recv()).await {
         Err(_) => return Ok(out),
@@ -284,8 +295,11 @@ fn checkpoint_list(checkpoints: &[Checkpoint]) -> Result<TopicPartitionList> {
 #[async_trait]
 impl Log for KafkaLog {
     async fn ensure_topics(&self, specs: &[TopicSpec]) -> Result<()> {
-        let admin: AdminClient<DefaultClientContext> =
-            self.config.finish(self.config.base()).create().map_err(unavailable)?;
+        let admin: AdminClient<DefaultClientContext> = self
+            .config
+            .finish(self.config.base())
+            .create()
+            .map_err(unavailable)?;
         let retention: Vec<String> = specs
             .iter()
             .map(|s| s.retention_ms.unwrap_or(-1).to_string())
@@ -307,12 +321,17 @@ impl Log for KafkaLog {
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        let results = admin.create_topics(&topics, &options).await.map_err(unavailable)?;
+        let results = admin
+            .create_topics(&topics, &options)
+            .await
+            .map_err(unavailable)?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((name, code)) => {
-                    return Err(LogError::Unavailable(format!("creating topic {name}: {code}")))
+                    return Err(LogError::Unavailable(format!(
+                        "creating topic {name}: {code}"
+                    )))
                 }
             }
         }
@@ -323,7 +342,12 @@ impl Log for KafkaLog {
         self.send(&self.producer, &record).await
     }
 
-    async fn consumer(&self, group: &str, topics: &[&str], options: ConsumerOptions) -> Result<Box<dyn Consumer>> {
+    async fn consumer(
+        &self,
+        group: &str,
+        topics: &[&str],
+        options: ConsumerOptions,
+    ) -> Result<Box<dyn Consumer>> {
         for topic in topics {
             self.partition_count(topic).await?;
         }
@@ -339,12 +363,18 @@ impl Log for KafkaLog {
         let transactional = match &options.transactional_id {
             None => None,
             Some(id) => {
-                let producer: FutureProducer = self.config.producer(Some(id)).create().map_err(unavailable)?;
-                let init = producer.clone();
-                tokio::task::spawn_blocking(move || init.init_transactions(Duration::from_secs(30)))
-                    .await
-                    .map_err(join_error)?
+                let producer: FutureProducer = self
+                    .config
+                    .producer(Some(id))
+                    .create()
                     .map_err(unavailable)?;
+                let init = producer.clone();
+                tokio::task::spawn_blocking(move || {
+                    init.init_transactions(Duration::from_secs(30))
+                })
+                .await
+                .map_err(join_error)?
+                .map_err(unavailable)?;
                 Some(producer)
             }
         };
@@ -357,7 +387,12 @@ impl Log for KafkaLog {
         }))
     }
 
-    async fn reader(&self, topic: &str, partition: u32, offset: i64) -> Result<Box<dyn PartitionReader>> {
+    async fn reader(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+    ) -> Result<Box<dyn PartitionReader>> {
         let partitions = self.partition_count(topic).await?;
         if partition >= partitions {
             return Err(LogError::UnknownPartition {
@@ -453,9 +488,16 @@ impl Consumer for KafkaConsumer {
             .map_err(unavailable)
     }
 
-    async fn commit_with(&mut self, outputs: Vec<OutRecord>, checkpoints: &[Checkpoint]) -> Result<()> {
+    async fn commit_with(
+        &mut self,
+        outputs: Vec<OutRecord>,
+        checkpoints: &[Checkpoint],
+    ) -> Result<()> {
         self.check()?;
-        let producer = self.transactional.clone().ok_or(LogError::NotTransactional)?;
+        let producer = self
+            .transactional
+            .clone()
+            .ok_or(LogError::NotTransactional)?;
         for record in &outputs {
             validate(record)?;
         }
@@ -486,7 +528,6 @@ impl Consumer for KafkaConsumer {
             .map_err(unavailable)
         }
         .await;
-
 
         if result.is_err() {
             self.poisoned = true;

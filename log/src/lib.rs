@@ -208,7 +208,11 @@ pub trait Consumer: Send {
     /// Appends `outputs` and stores `checkpoints` atomically: either all become visible or
     /// none does (exactly-once read-process-write). After an error, drop this consumer and
     /// open a new one: it resumes from the last committed checkpoints.
-    async fn commit_with(&mut self, outputs: Vec<OutRecord>, checkpoints: &[Checkpoint]) -> Result<()>;
+    async fn commit_with(
+        &mut self,
+        outputs: Vec<OutRecord>,
+        checkpoints: &[Checkpoint],
+    ) -> Result<()>;
 
     /// Changes whenever this member's partitions are assigned or revoked. A processor that
     /// keeps per-partition state reloads it when this moves.

@@ -23,7 +23,8 @@ pub trait LogRecord: Serialize + DeserializeOwned {
     /// Decodes a framed record written with any registered version of this subject.
     fn decode(bytes: &[u8]) -> Result<Self, SchemaError> {
         let (id, mut datum) = wire::unframe(bytes)?;
-        let (writer_version, writer) = registry::by_id(id).ok_or(SchemaError::UnknownSchemaId(id))?;
+        let (writer_version, writer) =
+            registry::by_id(id).ok_or(SchemaError::UnknownSchemaId(id))?;
         if writer_version.subject != Self::SUBJECT {
             return Err(SchemaError::WrongSubject {
                 id,
@@ -168,7 +169,10 @@ mod tests {
             error_code: None,
             error_message: None,
         };
-        assert_eq!(Delivery::decode(&delivery.encode().unwrap()).unwrap(), delivery);
+        assert_eq!(
+            Delivery::decode(&delivery.encode().unwrap()).unwrap(),
+            delivery
+        );
     }
 
     #[test]
@@ -184,7 +188,10 @@ mod tests {
     fn unknown_ids_and_garbage_are_errors_not_panics() {
         let mut bytes = room_event().encode().unwrap();
         bytes[4] = 99;
-        assert!(matches!(RoomEvent::decode(&bytes), Err(SchemaError::UnknownSchemaId(_))));
+        assert!(matches!(
+            RoomEvent::decode(&bytes),
+            Err(SchemaError::UnknownSchemaId(_))
+        ));
         let truncated = &room_event().encode().unwrap()[..12];
         assert!(RoomEvent::decode(truncated).is_err());
         assert!(RoomEvent::decode(&[0, 0, 0, 0, 201, 0xff, 0xff, 0xff]).is_err());

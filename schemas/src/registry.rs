@@ -94,7 +94,9 @@ pub fn current(subject: Subject) -> (&'static SchemaVersion, &'static Schema) {
 }
 
 /// All versions of a subject, oldest first.
-pub fn history(subject: Subject) -> impl Iterator<Item = (&'static SchemaVersion, &'static Schema)> {
+pub fn history(
+    subject: Subject,
+) -> impl Iterator<Item = (&'static SchemaVersion, &'static Schema)> {
     VERSIONS
         .iter()
         .zip(parsed().iter())
@@ -138,7 +140,9 @@ mod tests {
         let envelope = ["event_id", "kind", "room", "user", "ts", "trace_id", "node"];
         for subject in Subject::ALL {
             let (v, schema) = current(subject);
-            let Schema::Record(record) = schema else { panic!() };
+            let Schema::Record(record) = schema else {
+                panic!()
+            };
             let names: Vec<&str> = record.fields.iter().map(|f| f.name.as_str()).collect();
             assert_eq!(&names[..envelope.len()], &envelope, "{}", v.file);
         }

@@ -40,6 +40,9 @@ mod tests {
     #[test]
     fn short_or_unmagical_input_is_refused() {
         assert!(matches!(unframe(&[0, 0, 0]), Err(SchemaError::Framing(_))));
-        assert!(matches!(unframe(&[1, 0, 0, 0, 1, 9]), Err(SchemaError::Framing(_))));
+        assert!(matches!(
+            unframe(&[1, 0, 0, 0, 1, 9]),
+            Err(SchemaError::Framing(_))
+        ));
     }
 }

@@ -81,9 +81,8 @@ fn each_version_is_backward_compatible_with_the_one_before() {
         for pair in versions.windows(2) {
             let (old, old_schema) = pair[0];
             let (new, new_schema) = pair[1];
-            SchemaCompatibility::can_read(old_schema, new_schema).unwrap_or_else(|e| {
-                panic!("{} cannot read {}: {e}", new.file, old.file)
-            });
+            SchemaCompatibility::can_read(old_schema, new_schema)
+                .unwrap_or_else(|e| panic!("{} cannot read {}: {e}", new.file, old.file));
         }
     }
 }

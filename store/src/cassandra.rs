@@ -4,7 +4,10 @@
 //! `bucket = seq / bucket_size`, so a range read knows which partitions to visit from the
 //! seqs alone and no partition grows without bound.
 
-use crate::{check_range, check_room, validate, Direction, Result, SeqRange, Store, StoreError, StoredMessage};
+use crate::{
+    check_range, check_room, validate, Direction, Result, SeqRange, Store, StoreError,
+    StoredMessage,
+};
 use async_trait::async_trait;
 use futures::stream::{FuturesUnordered, StreamExt};
 use scylla::client::session::Session;
@@ -127,9 +130,15 @@ impl CassandraStore {
     pub async fn migrate(config: &CassandraConfig) -> Result<()> {
         let session = connect_session(config).await?;
         for statement in schema(config) {
-            session.query_unpaged(statement, &[]).await.map_err(unavailable)?;
+            session
+                .query_unpaged(statement, &[])
+                .await
+                .map_err(unavailable)?;
         }
-        session.await_schema_agreement().await.map_err(unavailable)?;
+        session
+            .await_schema_agreement()
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
@@ -204,12 +213,23 @@ impl CassandraStore {
         self.session
             .execute_unpaged(
                 &self.statements.insert_message,
-                (&m.room, self.bucket_of(m.seq), m.seq, &m.client_id, &m.from, &m.text, m.ts),
+                (
+                    &m.room,
+                    self.bucket_of(m.seq),
+                    m.seq,
+                    &m.client_id,
+                    &m.from,
+                    &m.text,
+                    m.ts,
+                ),
             )
             .await
             .map_err(unavailable)?;
         self.session
-            .execute_unpaged(&self.statements.insert_client_id, (&m.room, &m.client_id, m.seq))
+            .execute_unpaged(
+                &self.statements.insert_client_id,
+                (&m.room, &m.client_id, m.seq),
+            )
             .await
             .map_err(unavailable)?;
         self.session
@@ -298,7 +318,9 @@ impl Store for CassandraStore {
             .map_err(unavailable)?
             .into_rows_result()
             .map_err(unavailable)?;
-        let head = rows.maybe_first_row::<(Option<i64>,)>().map_err(unavailable)?;
+        let head = rows
+            .maybe_first_row::<(Option<i64>,)>()
+            .map_err(unavailable)?;
         Ok(head.and_then(|(h,)| h).unwrap_or(0))
     }
 
@@ -311,7 +333,9 @@ impl Store for CassandraStore {
             .map_err(unavailable)?
             .into_rows_result()
             .map_err(unavailable)?;
-        let seq = rows.maybe_first_row::<(Option<i64>,)>().map_err(unavailable)?;
+        let seq = rows
+            .maybe_first_row::<(Option<i64>,)>()
+            .map_err(unavailable)?;
         Ok(seq.and_then(|(s,)| s))
     }
 
@@ -323,13 +347,18 @@ impl Store for CassandraStore {
             .map_err(unavailable)?
             .into_rows_result()
             .map_err(unavailable)?;
-        let offset = rows.maybe_first_row::<(Option<i64>,)>().map_err(unavailable)?;
+        let offset = rows
+            .maybe_first_row::<(Option<i64>,)>()
+            .map_err(unavailable)?;
         Ok(offset.and_then(|(o,)| o))
     }
 
     async fn set_checkpoint(&self, name: &str, partition: u32, next_offset: i64) -> Result<()> {
         self.session
-            .execute_unpaged(&self.statements.set_checkpoint, (name, partition as i32, next_offset))
+            .execute_unpaged(
+                &self.statements.set_checkpoint,
+                (name, partition as i32, next_offset),
+            )
             .await
             .map_err(unavailable)?;
         Ok(())

@@ -1,14 +1,20 @@
 //! The store in one redb file, for `tidings standalone`. Every append is one fsynced
 //! transaction; reads run on snapshots and never block the writer.
 
-use crate::{check_range, check_room, validate, Direction, Result, SeqRange, Store, StoreError, StoredMessage};
+use crate::{
+    check_range, check_room, validate, Direction, Result, SeqRange, Store, StoreError,
+    StoredMessage,
+};
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
 
-/// (room, seq) → (client id, from, text, ts).
-const MESSAGES: TableDefinition<(&str, i64), (&str, &str, &str, i64)> = TableDefinition::new("messages");
+/// (room, seq).
+type MessageKey<'a> = (&'a str, i64);
+/// (client id, from, text, ts).
+type MessageValue<'a> = (&'a str, &'a str, &'a str, i64);
+const MESSAGES: TableDefinition<MessageKey, MessageValue> = TableDefinition::new("messages");
 /// (room, client id) → seq.
 const CLIENT_IDS: TableDefinition<(&str, &str), i64> = TableDefinition::new("client_ids");
 /// room → highest seq.
@@ -74,11 +80,17 @@ impl Store for EmbeddedStore {
                         continue;
                     }
                     table
-                        .insert(key, (m.client_id.as_str(), m.from.as_str(), m.text.as_str(), m.ts))
+                        .insert(
+                            key,
+                            (m.client_id.as_str(), m.from.as_str(), m.text.as_str(), m.ts),
+                        )
                         .map_err(unavailable)?;
                     ids.insert((m.room.as_str(), m.client_id.as_str()), m.seq)
                         .map_err(unavailable)?;
-                    let head = heads.get(m.room.as_str()).map_err(unavailable)?.map(|v| v.value());
+                    let head = heads
+                        .get(m.room.as_str())
+                        .map_err(unavailable)?
+                        .map(|v| v.value());
                     if head.is_none_or(|h| h < m.seq) {
                         heads.insert(m.room.as_str(), m.seq).map_err(unavailable)?;
                     }
@@ -101,7 +113,13 @@ impl Store for EmbeddedStore {
             let span = table
                 .range((room.as_str(), range.after + 1)..(room.as_str(), range.before))
                 .map_err(unavailable)?;
-            let to_message = |entry: std::result::Result<(redb::AccessGuard<(&str, i64)>, redb::AccessGuard<(&str, &str, &str, i64)>), redb::StorageError>| {
+            let to_message = |entry: std::result::Result<
+                (
+                    redb::AccessGuard<MessageKey>,
+                    redb::AccessGuard<MessageValue>,
+                ),
+                redb::StorageError,
+            >| {
                 let (k, v) = entry.map_err(unavailable)?;
                 let (_, seq) = k.value();
                 let (client_id, from, text, ts) = v.value();
@@ -140,7 +158,9 @@ impl Store for EmbeddedStore {
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(CLIENT_IDS).map_err(unavailable)?;
-            let seq = table.get((room.as_str(), client_id.as_str())).map_err(unavailable)?;
+            let seq = table
+                .get((room.as_str(), client_id.as_str()))
+                .map_err(unavailable)?;
             Ok(seq.map(|v| v.value()))
         })
         .await
@@ -163,7 +183,9 @@ impl Store for EmbeddedStore {
             let txn = db.begin_write().map_err(unavailable)?;
             {
                 let mut table = txn.open_table(CHECKPOINTS).map_err(unavailable)?;
-                table.insert((name.as_str(), partition), next_offset).map_err(unavailable)?;
+                table
+                    .insert((name.as_str(), partition), next_offset)
+                    .map_err(unavailable)?;
             }
             txn.commit().map_err(unavailable)
         })

@@ -75,7 +75,10 @@ impl SeqRange {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("invalid {what}: {why}")]
-    Invalid { what: &'static str, why: &'static str },
+    Invalid {
+        what: &'static str,
+        why: &'static str,
+    },
     #[error("{what} of {size} bytes exceeds the limit of {max}")]
     TooLarge {
         what: &'static str,

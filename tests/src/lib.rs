@@ -29,8 +29,8 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub async fn kafka_log() -> Arc<dyn Log> {
-    let log = KafkaLog::connect(KafkaConfig::new(kafka_brokers()))
-        .expect("kafka client config is valid");
+    let log =
+        KafkaLog::connect(KafkaConfig::new(kafka_brokers())).expect("kafka client config is valid");
     log.ping(Duration::from_secs(20)).await.unwrap_or_else(|e| {
         panic!(
             "Kafka at {} is not reachable ({e}); run the tests through infra/test.sh, which starts it",
@@ -66,7 +66,11 @@ pub async fn cassandra_store() -> Arc<dyn Store> {
             })
         })
         .await;
-    Arc::new(CassandraStore::connect(&config).await.expect("store connects"))
+    Arc::new(
+        CassandraStore::connect(&config)
+            .await
+            .expect("store connects"),
+    )
 }
 
 pub fn embedded_store(dir: &Path) -> Arc<dyn Store> {
@@ -116,7 +120,12 @@ impl ChildProcess {
     pub fn read_until(&mut self, prefix: &str, count: usize, timeout: Duration) -> Vec<String> {
         let deadline = Instant::now() + timeout;
         let mut seen = Vec::new();
-        while seen.iter().filter(|l: &&String| l.starts_with(prefix)).count() < count {
+        while seen
+            .iter()
+            .filter(|l: &&String| l.starts_with(prefix))
+            .count()
+            < count
+        {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => seen.push(line),

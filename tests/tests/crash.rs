@@ -59,7 +59,9 @@ async fn produce_kill_verify(
     let topic = unique("crash-produce");
     {
         let log = open().await;
-        log.ensure_topics(&[TopicSpec::new(&topic, 3)]).await.unwrap();
+        log.ensure_topics(&[TopicSpec::new(&topic, 3)])
+            .await
+            .unwrap();
     }
     let mut child = ChildProcess::spawn(CHILD, &["produce", spec, &topic, "1000000"]);
     let mut lines = child.read_until("acked", 300, Duration::from_secs(60));
@@ -68,7 +70,11 @@ async fn produce_kill_verify(
     }
     lines.extend(child.kill9());
     let acked = acked(&lines);
-    assert!(acked.len() >= 300, "the child acked only {} records", acked.len());
+    assert!(
+        acked.len() >= 300,
+        "the child acked only {} records",
+        acked.len()
+    );
     if let Some((_, resume)) = crash_server {
         services(&["resume", resume]);
     }
@@ -85,16 +91,25 @@ async fn produce_kill_verify(
     }
 }
 
-async fn copy_kill_resume_verify(spec: &str, open: impl Fn() -> futures::future::BoxFuture<'static, Arc<dyn Log>>) {
+async fn copy_kill_resume_verify(
+    spec: &str,
+    open: impl Fn() -> futures::future::BoxFuture<'static, Arc<dyn Log>>,
+) {
     let input = unique("crash-in");
     let output = unique("crash-out");
     {
         let log = open().await;
-        log.ensure_topics(&[TopicSpec::new(&input, 3), TopicSpec::new(&output, 3)]).await.unwrap();
+        log.ensure_topics(&[TopicSpec::new(&input, 3), TopicSpec::new(&output, 3)])
+            .await
+            .unwrap();
         for i in 0..400 {
-            log.produce(tidings_log::OutRecord::new(&input, format!("k{i}"), format!("{i}").into_bytes()))
-                .await
-                .unwrap();
+            log.produce(tidings_log::OutRecord::new(
+                &input,
+                format!("k{i}"),
+                format!("{i}").into_bytes(),
+            ))
+            .await
+            .unwrap();
         }
     }
     let group = unique("copier");
@@ -102,12 +117,18 @@ async fn copy_kill_resume_verify(spec: &str, open: impl Fn() -> futures::future:
     let args = ["copy", spec, &input, &output, &group, &instance];
     let mut first = ChildProcess::spawn(CHILD, &args);
     let lines = first.read_until("committed", 8, Duration::from_secs(60));
-    assert!(lines.iter().filter(|l| l.starts_with("committed")).count() >= 8, "copier made no progress: {lines:?}");
+    assert!(
+        lines.iter().filter(|l| l.starts_with("committed")).count() >= 8,
+        "copier made no progress: {lines:?}"
+    );
     first.kill9();
 
     let second = ChildProcess::spawn(CHILD, &args);
     let lines = second.wait(Duration::from_secs(120));
-    assert!(lines.iter().any(|l| l == "done"), "second copier did not finish: {lines:?}");
+    assert!(
+        lines.iter().any(|l| l == "done"),
+        "second copier did not finish: {lines:?}"
+    );
 
     let log = open().await;
     let copied = read_all(&log, &output).await;
@@ -116,7 +137,11 @@ async fn copy_kill_resume_verify(spec: &str, open: impl Fn() -> futures::future:
         .map(|v| String::from_utf8(v.clone()).unwrap().parse().unwrap())
         .collect();
     values.sort();
-    assert_eq!(values, (0..400).collect::<Vec<u32>>(), "each input copied exactly once");
+    assert_eq!(
+        values,
+        (0..400).collect::<Vec<u32>>(),
+        "each input copied exactly once"
+    );
 }
 
 async fn append_kill_verify(
@@ -131,7 +156,10 @@ async fn append_kill_verify(
         services(&["kill9", "cassandra"]);
     }
     lines.extend(child.kill9());
-    let acked: Vec<i64> = lines.iter().filter_map(|l| l.strip_prefix("acked ")?.parse().ok()).collect();
+    let acked: Vec<i64> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("acked ")?.parse().ok())
+        .collect();
     assert!(acked.len() >= 200, "the child acked only {}", acked.len());
     if crash_server {
         services(&["resume", "cassandra"]);
@@ -140,12 +168,24 @@ async fn append_kill_verify(
     let last = *acked.iter().max().unwrap();
     let messages = store.read(&room, SeqRange::after(0, 10_000)).await.unwrap();
     let stored: HashSet<i64> = messages.iter().map(|m| m.seq).collect();
-    let missing: Vec<i64> = acked.iter().copied().filter(|s| !stored.contains(s)).collect();
-    assert!(missing.is_empty(), "acked messages missing after the crash: {missing:?} (stored {})", stored.len());
+    let missing: Vec<i64> = acked
+        .iter()
+        .copied()
+        .filter(|s| !stored.contains(s))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acked messages missing after the crash: {missing:?} (stored {})",
+        stored.len()
+    );
     let head = store.head(&room).await.unwrap();
     assert!(head >= last, "head {head} is behind the last acked {last}");
     let seqs: Vec<i64> = messages.iter().map(|m| m.seq).collect();
-    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "no gaps, no duplicates");
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as i64).collect::<Vec<_>>(),
+        "no gaps, no duplicates"
+    );
 }
 
 fn embedded_log_at(dir: &Path) -> impl Fn() -> futures::future::BoxFuture<'static, Arc<dyn Log>> {
@@ -194,7 +234,9 @@ async fn embedded_store_keeps_every_acked_append_across_sigkill() {
             let path = path.clone();
             Box::pin(async move {
                 for _ in 0..100 {
-                    if let Ok(s) = tidings_store::embedded::EmbeddedStore::open(&path.join("store.redb")) {
+                    if let Ok(s) =
+                        tidings_store::embedded::EmbeddedStore::open(&path.join("store.redb"))
+                    {
                         return Arc::new(s) as Arc<dyn Store>;
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -215,5 +257,10 @@ async fn servers_keep_every_acked_write_across_sigkill() {
     // Kafka transactions: the copier is SIGKILLed mid-transaction; its successor fences it.
     copy_kill_resume_verify("kafka", kafka).await;
     // Cassandra: the server is SIGKILLed while appends are in flight, then restarted.
-    append_kill_verify("cassandra", || Box::pin(tidings_tests::cassandra_store()), true).await;
+    append_kill_verify(
+        "cassandra",
+        || Box::pin(tidings_tests::cassandra_store()),
+        true,
+    )
+    .await;
 }

@@ -18,11 +18,19 @@ async fn topic(log: &Arc<dyn Log>, partitions: u32) -> String {
 }
 
 /// Reads from `consumer` until `count` records arrived (or 30 s passed).
-async fn drain(consumer: &mut Box<dyn tidings_log::Consumer>, count: usize) -> Vec<tidings_log::Record> {
+async fn drain(
+    consumer: &mut Box<dyn tidings_log::Consumer>,
+    count: usize,
+) -> Vec<tidings_log::Record> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut out = Vec::new();
     while out.len() < count && tokio::time::Instant::now() < deadline {
-        out.extend(consumer.poll(500, Duration::from_millis(500)).await.expect("poll"));
+        out.extend(
+            consumer
+                .poll(500, Duration::from_millis(500))
+                .await
+                .expect("poll"),
+        );
     }
     out
 }
@@ -35,7 +43,8 @@ pub async fn keys_keep_their_order_and_partition(log: Arc<dyn Log>) {
         async move {
             let mut positions = Vec::new();
             for i in 0..40 {
-                let record = OutRecord::new(&topic, format!("room-{k}"), format!("{k}:{i}").into_bytes());
+                let record =
+                    OutRecord::new(&topic, format!("room-{k}"), format!("{k}:{i}").into_bytes());
                 positions.push(log.produce(record).await.expect("produce"));
             }
             positions
@@ -45,16 +54,25 @@ pub async fn keys_keep_their_order_and_partition(log: Arc<dyn Log>) {
     for (k, positions) in positions.iter().enumerate() {
         let expected_partition = partition_for(&format!("room-{k}"), 4);
         assert!(positions.iter().all(|p| p.partition == expected_partition));
-        assert!(positions.windows(2).all(|w| w[0].offset < w[1].offset), "offsets grow per key");
+        assert!(
+            positions.windows(2).all(|w| w[0].offset < w[1].offset),
+            "offsets grow per key"
+        );
     }
 
-    let mut consumer = log.consumer(&unique("group"), &[&topic], ConsumerOptions::default()).await.unwrap();
+    let mut consumer = log
+        .consumer(&unique("group"), &[&topic], ConsumerOptions::default())
+        .await
+        .unwrap();
     let records = drain(&mut consumer, 200).await;
     assert_eq!(records.len(), 200);
     let mut per_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in &records {
         assert_eq!(r.partition, partition_for(&r.key, 4));
-        per_key.entry(r.key.clone()).or_default().push(String::from_utf8(r.value.clone()).unwrap());
+        per_key
+            .entry(r.key.clone())
+            .or_default()
+            .push(String::from_utf8(r.value.clone()).unwrap());
     }
     for (k, values) in per_key {
         let n = k.trim_start_matches("room-");
@@ -65,25 +83,46 @@ pub async fn keys_keep_their_order_and_partition(log: Arc<dyn Log>) {
 
 pub async fn readers_and_end_offsets_agree_with_acks(log: Arc<dyn Log>) {
     let topic = topic(&log, 2).await;
-    let first = log.produce(OutRecord::new(&topic, "k", b"one".to_vec()).with_header("trace_id", "t-1")).await.unwrap();
-    let second = log.produce(OutRecord::new(&topic, "k", b"two".to_vec())).await.unwrap();
+    let first = log
+        .produce(OutRecord::new(&topic, "k", b"one".to_vec()).with_header("trace_id", "t-1"))
+        .await
+        .unwrap();
+    let second = log
+        .produce(OutRecord::new(&topic, "k", b"two".to_vec()))
+        .await
+        .unwrap();
     assert_eq!(first.partition, second.partition);
     assert!(log.end_offset(&topic, first.partition).await.unwrap() > second.offset);
     assert_eq!(log.partitions(&topic).await.unwrap(), 2);
 
-    let mut reader = log.reader(&topic, first.partition, first.offset).await.unwrap();
+    let mut reader = log
+        .reader(&topic, first.partition, first.offset)
+        .await
+        .unwrap();
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while got.len() < 2 && tokio::time::Instant::now() < deadline {
         got.extend(reader.poll(10, Duration::from_millis(300)).await.unwrap());
     }
     assert_eq!(got.len(), 2);
-    assert_eq!((got[0].offset, got[0].value.as_slice()), (first.offset, &b"one"[..]));
-    assert_eq!(got[0].headers, vec![("trace_id".to_string(), "t-1".to_string())]);
-    assert_eq!((got[1].offset, got[1].value.as_slice()), (second.offset, &b"two"[..]));
+    assert_eq!(
+        (got[0].offset, got[0].value.as_slice()),
+        (first.offset, &b"one"[..])
+    );
+    assert_eq!(
+        got[0].headers,
+        vec![("trace_id".to_string(), "t-1".to_string())]
+    );
+    assert_eq!(
+        (got[1].offset, got[1].value.as_slice()),
+        (second.offset, &b"two"[..])
+    );
 
     // A reader that starts at the second record does not see the first.
-    let mut later = log.reader(&topic, first.partition, second.offset).await.unwrap();
+    let mut later = log
+        .reader(&topic, first.partition, second.offset)
+        .await
+        .unwrap();
     let mut rest = Vec::new();
     while rest.is_empty() && tokio::time::Instant::now() < deadline {
         rest = later.poll(10, Duration::from_millis(300)).await.unwrap();
@@ -94,10 +133,19 @@ pub async fn readers_and_end_offsets_agree_with_acks(log: Arc<dyn Log>) {
 pub async fn a_group_resumes_where_it_committed(log: Arc<dyn Log>) {
     let topic = topic(&log, 3).await;
     for i in 0..90 {
-        log.produce(OutRecord::new(&topic, format!("k{}", i % 9), format!("{i}").into_bytes())).await.unwrap();
+        log.produce(OutRecord::new(
+            &topic,
+            format!("k{}", i % 9),
+            format!("{i}").into_bytes(),
+        ))
+        .await
+        .unwrap();
     }
     let group = unique("group");
-    let mut first = log.consumer(&group, &[&topic], ConsumerOptions::default()).await.unwrap();
+    let mut first = log
+        .consumer(&group, &[&topic], ConsumerOptions::default())
+        .await
+        .unwrap();
     let mut processed: Vec<tidings_log::Record> = Vec::new();
     while processed.len() < 30 {
         processed.extend(first.poll(10, Duration::from_secs(1)).await.unwrap());
@@ -106,48 +154,86 @@ pub async fn a_group_resumes_where_it_committed(log: Arc<dyn Log>) {
     for r in &processed {
         checkpoints.insert(r.partition, r.next_checkpoint());
     }
-    first.commit(&checkpoints.values().cloned().collect::<Vec<_>>()).await.unwrap();
+    first
+        .commit(&checkpoints.values().cloned().collect::<Vec<_>>())
+        .await
+        .unwrap();
     drop(first);
 
-    let mut second = log.consumer(&group, &[&topic], ConsumerOptions::default()).await.unwrap();
+    let mut second = log
+        .consumer(&group, &[&topic], ConsumerOptions::default())
+        .await
+        .unwrap();
     let rest = drain(&mut second, 90 - processed.len()).await;
     // Nothing more arrives: no duplicates of the committed part.
     let extra = second.poll(100, Duration::from_secs(2)).await.unwrap();
     assert!(extra.is_empty(), "records read twice: {}", extra.len());
-    let mut seen: Vec<String> = processed.iter().chain(&rest).map(|r| String::from_utf8(r.value.clone()).unwrap()).collect();
+    let mut seen: Vec<String> = processed
+        .iter()
+        .chain(&rest)
+        .map(|r| String::from_utf8(r.value.clone()).unwrap())
+        .collect();
     seen.sort_by_key(|v| v.parse::<u32>().unwrap());
     let expected: Vec<String> = (0..90).map(|i| i.to_string()).collect();
-    assert_eq!(seen, expected, "every record exactly once across the two members");
+    assert_eq!(
+        seen, expected,
+        "every record exactly once across the two members"
+    );
 }
 
 pub async fn a_new_group_can_start_at_the_end(log: Arc<dyn Log>) {
     let topic = topic(&log, 1).await;
-    log.produce(OutRecord::new(&topic, "k", b"old".to_vec())).await.unwrap();
+    log.produce(OutRecord::new(&topic, "k", b"old".to_vec()))
+        .await
+        .unwrap();
     let options = ConsumerOptions {
         start_at: StartAt::Latest,
         ..Default::default()
     };
-    let mut consumer = log.consumer(&unique("group"), &[&topic], options).await.unwrap();
+    let mut consumer = log
+        .consumer(&unique("group"), &[&topic], options)
+        .await
+        .unwrap();
     // Kafka joins the group asynchronously; give it a moment before producing the new record.
     let early = consumer.poll(10, Duration::from_secs(3)).await.unwrap();
-    assert!(early.is_empty(), "an end-started group must not see old records");
-    log.produce(OutRecord::new(&topic, "k", b"new".to_vec())).await.unwrap();
+    assert!(
+        early.is_empty(),
+        "an end-started group must not see old records"
+    );
+    log.produce(OutRecord::new(&topic, "k", b"new".to_vec()))
+        .await
+        .unwrap();
     let records = drain(&mut consumer, 1).await;
-    assert_eq!(records.iter().map(|r| r.value.as_slice()).collect::<Vec<_>>(), vec![&b"new"[..]]);
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| r.value.as_slice())
+            .collect::<Vec<_>>(),
+        vec![&b"new"[..]]
+    );
 }
 
 pub async fn commit_with_is_all_or_nothing(log: Arc<dyn Log>) {
     let input = topic(&log, 2).await;
     let output = topic(&log, 2).await;
     for i in 0..20 {
-        log.produce(OutRecord::new(&input, format!("k{i}"), format!("{i}").into_bytes())).await.unwrap();
+        log.produce(OutRecord::new(
+            &input,
+            format!("k{i}"),
+            format!("{i}").into_bytes(),
+        ))
+        .await
+        .unwrap();
     }
     let group = unique("group");
     let options = ConsumerOptions {
         transactional_id: Some(unique("instance")),
         ..Default::default()
     };
-    let mut consumer = log.consumer(&group, &[&input], options.clone()).await.unwrap();
+    let mut consumer = log
+        .consumer(&group, &[&input], options.clone())
+        .await
+        .unwrap();
     let records = drain(&mut consumer, 20).await;
     assert_eq!(records.len(), 20);
 
@@ -155,25 +241,44 @@ pub async fn commit_with_is_all_or_nothing(log: Arc<dyn Log>) {
     let mut bad = vec![OutRecord::new(&output, "k", b"fine".to_vec())];
     bad.push(OutRecord::new(&output, "k", vec![0; MAX_VALUE_BYTES + 1]));
     let checkpoints: Vec<Checkpoint> = records.iter().map(|r| r.next_checkpoint()).collect();
-    assert!(matches!(consumer.commit_with(bad, &checkpoints).await, Err(LogError::TooLarge { .. })));
+    assert!(matches!(
+        consumer.commit_with(bad, &checkpoints).await,
+        Err(LogError::TooLarge { .. })
+    ));
     drop(consumer);
 
     let mut consumer = log.consumer(&group, &[&input], options).await.unwrap();
     let again = drain(&mut consumer, 20).await;
-    assert_eq!(again.len(), 20, "offsets of the failed transaction were not committed");
-    let outputs: Vec<OutRecord> = again.iter().map(|r| OutRecord::new(&output, r.key.clone(), r.value.clone())).collect();
+    assert_eq!(
+        again.len(),
+        20,
+        "offsets of the failed transaction were not committed"
+    );
+    let outputs: Vec<OutRecord> = again
+        .iter()
+        .map(|r| OutRecord::new(&output, r.key.clone(), r.value.clone()))
+        .collect();
     let mut last: HashMap<u32, Checkpoint> = HashMap::new();
     for r in &again {
         last.insert(r.partition, r.next_checkpoint());
     }
-    consumer.commit_with(outputs, &last.into_values().collect::<Vec<_>>()).await.unwrap();
+    consumer
+        .commit_with(outputs, &last.into_values().collect::<Vec<_>>())
+        .await
+        .unwrap();
 
-    let mut reader_group = log.consumer(&unique("check"), &[&output], ConsumerOptions::default()).await.unwrap();
+    let mut reader_group = log
+        .consumer(&unique("check"), &[&output], ConsumerOptions::default())
+        .await
+        .unwrap();
     let copied = drain(&mut reader_group, 20).await;
     let values: HashSet<Vec<u8>> = copied.iter().map(|r| r.value.clone()).collect();
     assert_eq!(copied.len(), 20);
     assert_eq!(values.len(), 20);
-    assert!(!values.contains(&b"fine".to_vec()), "output of the failed transaction is invisible");
+    assert!(
+        !values.contains(b"fine".as_slice()),
+        "output of the failed transaction is invisible"
+    );
 }
 
 pub async fn bad_input_is_refused_clearly(log: Arc<dyn Log>) {
@@ -184,12 +289,18 @@ pub async fn bad_input_is_refused_clearly(log: Arc<dyn Log>) {
     assert_eq!(err.code(), "too_large");
 
     for key in ["", "a\0b"] {
-        let err = log.produce(OutRecord::new(&topic, key, b"v".to_vec())).await.unwrap_err();
+        let err = log
+            .produce(OutRecord::new(&topic, key, b"v".to_vec()))
+            .await
+            .unwrap_err();
         assert!(matches!(err, LogError::InvalidKey(_)), "{err}");
         assert_eq!(err.code(), "invalid");
     }
     let long_key = "k".repeat(300);
-    assert!(matches!(log.produce(OutRecord::new(&topic, long_key, vec![])).await, Err(LogError::InvalidKey(_))));
+    assert!(matches!(
+        log.produce(OutRecord::new(&topic, long_key, vec![])).await,
+        Err(LogError::InvalidKey(_))
+    ));
 
     let missing = unique("missing");
     assert!(matches!(
@@ -197,12 +308,24 @@ pub async fn bad_input_is_refused_clearly(log: Arc<dyn Log>) {
         Err(LogError::UnknownTopic(_))
     ));
 
-    let mut plain = log.consumer(&unique("g"), &[&topic], ConsumerOptions::default()).await.unwrap();
-    assert!(matches!(plain.commit_with(vec![], &[]).await, Err(LogError::NotTransactional)));
+    let mut plain = log
+        .consumer(&unique("g"), &[&topic], ConsumerOptions::default())
+        .await
+        .unwrap();
+    assert!(matches!(
+        plain.commit_with(vec![], &[]).await,
+        Err(LogError::NotTransactional)
+    ));
 
     // Still serving after all of that.
-    let ok = log.produce(OutRecord::new(&topic, "k", b"fine".to_vec())).await.unwrap();
-    assert_eq!(log.end_offset(&topic, ok.partition).await.unwrap(), ok.offset + 1);
+    let ok = log
+        .produce(OutRecord::new(&topic, "k", b"fine".to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(
+        log.end_offset(&topic, ok.partition).await.unwrap(),
+        ok.offset + 1
+    );
 }
 
 macro_rules! conformance {
@@ -254,4 +377,10 @@ conformance!(embedded, {
     (dir, log)
 });
 
-conformance!(kafka, (tempfile::tempdir().unwrap(), tidings_tests::kafka_log().await));
+conformance!(
+    kafka,
+    (
+        tempfile::tempdir().unwrap(),
+        tidings_tests::kafka_log().await
+    )
+);

@@ -43,7 +43,10 @@ pub async fn range_reads_cross_buckets_in_both_directions(store: Arc<dyn Store>)
     let newest = store.read(&room, SeqRange::before(21, 3)).await.unwrap();
     assert_eq!(seqs(&newest), vec![20, 19, 18]);
 
-    let latest = store.read(&room, SeqRange::before(i64::MAX, 12)).await.unwrap();
+    let latest = store
+        .read(&room, SeqRange::before(i64::MAX, 12))
+        .await
+        .unwrap();
     assert_eq!(seqs(&latest), (24..=35).rev().collect::<Vec<_>>());
 
     let exact_boundary = SeqRange {
@@ -52,7 +55,10 @@ pub async fn range_reads_cross_buckets_in_both_directions(store: Arc<dyn Store>)
         direction: Direction::Ascending,
         limit: 10,
     };
-    assert_eq!(seqs(&store.read(&room, exact_boundary).await.unwrap()), vec![10]);
+    assert_eq!(
+        seqs(&store.read(&room, exact_boundary).await.unwrap()),
+        vec![10]
+    );
 
     let across_three = SeqRange {
         after: 19,
@@ -60,11 +66,25 @@ pub async fn range_reads_cross_buckets_in_both_directions(store: Arc<dyn Store>)
         direction: Direction::Descending,
         limit: 100,
     };
-    assert_eq!(seqs(&store.read(&room, across_three).await.unwrap()), (20..=30).rev().collect::<Vec<_>>());
+    assert_eq!(
+        seqs(&store.read(&room, across_three).await.unwrap()),
+        (20..=30).rev().collect::<Vec<_>>()
+    );
 
-    assert_eq!(seqs(&store.read(&room, SeqRange::after(0, 1000)).await.unwrap()), (1..=35).collect::<Vec<_>>());
-    assert!(store.read(&room, SeqRange::after(35, 10)).await.unwrap().is_empty());
-    assert!(store.read(&unique("empty"), SeqRange::after(0, 10)).await.unwrap().is_empty());
+    assert_eq!(
+        seqs(&store.read(&room, SeqRange::after(0, 1000)).await.unwrap()),
+        (1..=35).collect::<Vec<_>>()
+    );
+    assert!(store
+        .read(&room, SeqRange::after(35, 10))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .read(&unique("empty"), SeqRange::after(0, 10))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub async fn heads_client_ids_and_checkpoints(store: Arc<dyn Store>) {
@@ -73,7 +93,11 @@ pub async fn heads_client_ids_and_checkpoints(store: Arc<dyn Store>) {
     // Out of order, as a replay after a crash might write them.
     store.append(&[message(&room, 7)]).await.unwrap();
     store.append(&[message(&room, 3)]).await.unwrap();
-    assert_eq!(store.head(&room).await.unwrap(), 7, "the head never moves back");
+    assert_eq!(
+        store.head(&room).await.unwrap(),
+        7,
+        "the head never moves back"
+    );
     assert_eq!(store.seq_of(&room, "client-3").await.unwrap(), Some(3));
     assert_eq!(store.seq_of(&room, "client-4").await.unwrap(), None);
 
@@ -104,11 +128,24 @@ pub async fn bad_input_is_refused_and_nothing_is_written(store: Arc<dyn Store>) 
     }
     let err = store.append(&[message(&room, 2), huge]).await.unwrap_err();
     assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
-    assert_eq!(store.head(&room).await.unwrap(), 0, "a refused batch writes nothing");
+    assert_eq!(
+        store.head(&room).await.unwrap(),
+        0,
+        "a refused batch writes nothing"
+    );
 
-    assert!(matches!(store.read(&room, SeqRange::after(0, 0)).await, Err(StoreError::Invalid { .. })));
-    assert!(matches!(store.read(&room, SeqRange::after(0, 20_000)).await, Err(StoreError::Invalid { .. })));
-    assert!(matches!(store.head(&"r".repeat(129)).await, Err(StoreError::Invalid { .. })));
+    assert!(matches!(
+        store.read(&room, SeqRange::after(0, 0)).await,
+        Err(StoreError::Invalid { .. })
+    ));
+    assert!(matches!(
+        store.read(&room, SeqRange::after(0, 20_000)).await,
+        Err(StoreError::Invalid { .. })
+    ));
+    assert!(matches!(
+        store.head(&"r".repeat(129)).await,
+        Err(StoreError::Invalid { .. })
+    ));
 
     store.append(&[message(&room, 1)]).await.unwrap();
     assert_eq!(store.head(&room).await.unwrap(), 1, "still serving");
@@ -150,4 +187,10 @@ conformance!(embedded, {
     (dir, store)
 });
 
-conformance!(cassandra, (tempfile::tempdir().unwrap(), tidings_tests::cassandra_store().await));
+conformance!(
+    cassandra,
+    (
+        tempfile::tempdir().unwrap(),
+        tidings_tests::cassandra_store().await
+    )
+);

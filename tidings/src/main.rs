@@ -1,1 +1,332 @@
-fn main() {}
+//! `tidings`: one binary for every role.
+//!
+//! - `standalone`: the edge and every processor in one process, on the embedded log and store;
+//! - `edge`: a Socket.IO edge on Kafka and Cassandra/Scylla;
+//! - `processor <name>|all`: processors on Kafka and Cassandra/Scylla;
+//! - `migrate`: creates the Kafka topics and the Cassandra keyspace and tables (idempotent).
+
+mod config;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+use config::Config;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tidings_edge::EdgeConfig;
+use tidings_log::embedded::EmbeddedLog;
+use tidings_log::kafka::KafkaLog;
+use tidings_log::{topics, Log};
+use tidings_processors::{Context, ModerationConfig, Processor};
+use tidings_store::cassandra::CassandraStore;
+use tidings_store::embedded::EmbeddedStore;
+use tidings_store::Store;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "tidings",
+    version,
+    about = "Durable real-time chat on a replayable log"
+)]
+struct Cli {
+    /// A TOML config file; TIDINGS_* environment variables override it.
+    #[arg(long, env = "TIDINGS_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything in one process, on the embedded log and store in TIDINGS_DATA_DIR.
+    Standalone,
+    /// A Socket.IO edge on Kafka and Cassandra/Scylla.
+    Edge,
+    /// Run one processor (sequencer, persistence, fanout, typing) or `all`, on Kafka and Cassandra/Scylla.
+    Processor { name: String },
+    /// Create the Kafka topics and the Cassandra keyspace and tables; safe to run again.
+    Migrate,
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Cancelled on SIGINT or SIGTERM: processes drain and stop.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        cancel.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+        cancel.cancel();
+    });
+    token
+}
+
+fn node_id(config: &Config, role: &str) -> String {
+    if config.node_id.is_empty() {
+        format!("{role}-{}", uuid::Uuid::new_v4().simple())
+    } else {
+        config.node_id.clone()
+    }
+}
+
+fn edge_config(config: &Config, node: String) -> Result<EdgeConfig> {
+    let mut edge = EdgeConfig::new(config.jwt_secret.clone());
+    edge.listen = config.listen.parse().with_context(|| {
+        format!(
+            "TIDINGS_LISTEN must be address:port, got {:?}",
+            config.listen
+        )
+    })?;
+    edge.node = node;
+    edge.max_text_chars = config.max_text;
+    edge.dev_tokens = config.dev_tokens;
+    edge.events_per_sec = config.rate_per_sec;
+    edge.events_burst = config.rate_burst;
+    Ok(edge)
+}
+
+fn moderation(config: &Config) -> ModerationConfig {
+    ModerationConfig {
+        max_text_chars: config.max_text,
+        blocked_terms: config.blocked_terms.clone(),
+    }
+}
+
+/// Keeps trying to reach a backend: a process started before its backends waits for them.
+async fn retry<T, F, Fut>(what: &str, shutdown: &CancellationToken, mut connect: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match connect().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} not reachable yet; retrying in {delay:?}");
+                tokio::select! {
+                    _ = shutdown.cancelled() => anyhow::bail!("stopped before {what} was reachable"),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn distributed_backends(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Result<(Arc<dyn Log>, Arc<dyn Store>)> {
+    let kafka = KafkaLog::connect(config.kafka())?;
+    retry("Kafka", shutdown, || async {
+        Ok(kafka.ping(Duration::from_secs(5)).await?)
+    })
+    .await?;
+    let cassandra = config.cassandra();
+    let store = retry("Cassandra", shutdown, || async {
+        Ok(CassandraStore::connect(&cassandra).await?)
+    })
+    .await?;
+    Ok((Arc::new(kafka), Arc::new(store)))
+}
+
+/// Runs `processors` and, if given, an edge, until shutdown or until one of them fails.
+async fn run(
+    log: Arc<dyn Log>,
+    store: Arc<dyn Store>,
+    processors: Vec<Box<dyn Processor>>,
+    edge: Option<EdgeConfig>,
+    context: Context,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let mut tasks: JoinSet<Result<String>> = JoinSet::new();
+    for processor in processors {
+        let (context, shutdown) = (context.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let name = processor.name();
+            tracing::info!(processor = name, consumes = ?processor.consumes(), produces = ?processor.produces(), "starting");
+            processor.run(context, shutdown).await.with_context(|| format!("processor {name}"))?;
+            Ok(name.to_string())
+        });
+    }
+    if let Some(edge) = edge {
+        let (log, store, shutdown) = (log.clone(), store.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            tidings_edge::serve(edge, log, store, shutdown)
+                .await
+                .context("edge")?;
+            Ok("edge".to_string())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(name)) => tracing::info!("{name} stopped"),
+            Ok(Err(e)) => {
+                shutdown.cancel();
+                return Err(e);
+            }
+            Err(e) => {
+                shutdown.cancel();
+                return Err(anyhow::anyhow!("a task panicked: {e}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn standalone(mut config: Config, shutdown: CancellationToken) -> Result<()> {
+    if config.jwt_secret.is_empty() {
+        // A new user's first run: no secret configured, so mint one and let the page get
+        // tokens from /dev/token. Configure TIDINGS_JWT_SECRET for anything real.
+        config.jwt_secret = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        config.dev_tokens = true;
+        tracing::warn!(
+            "TIDINGS_JWT_SECRET is not set: using a random key and serving POST /dev/token"
+        );
+    }
+    let log = EmbeddedLog::open(&config.data_dir.join("log.redb"))
+        .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
+    log.ensure_topics(&topics::all()).await?;
+    let store = EmbeddedStore::open(&config.data_dir.join("store.redb"))
+        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let (log, store): (Arc<dyn Log>, Arc<dyn Store>) = (Arc::new(log), Arc::new(store));
+    let node = node_id(&config, "standalone");
+    let edge = edge_config(&config, node.clone())?;
+    println!(
+        "Tidings standalone: http://{} (data in {})",
+        edge.listen,
+        config.data_dir.display()
+    );
+    let context = Context {
+        log: log.clone(),
+        store: store.clone(),
+        node,
+        moderation: moderation(&config),
+    };
+    run(
+        log,
+        store,
+        tidings_processors::registry(),
+        Some(edge),
+        context,
+        shutdown,
+    )
+    .await
+}
+
+async fn edge(config: Config, shutdown: CancellationToken) -> Result<()> {
+    anyhow::ensure!(
+        !config.jwt_secret.is_empty(),
+        "TIDINGS_JWT_SECRET must be set for an edge"
+    );
+    let (log, store) = distributed_backends(&config, &shutdown).await?;
+    let node = node_id(&config, "edge");
+    let edge = edge_config(&config, node.clone())?;
+    tracing::info!(node = %node, listen = %edge.listen, "edge starting");
+    let context = Context {
+        log: log.clone(),
+        store: store.clone(),
+        node,
+        moderation: moderation(&config),
+    };
+    run(log, store, Vec::new(), Some(edge), context, shutdown).await
+}
+
+async fn processor(config: Config, name: &str, shutdown: CancellationToken) -> Result<()> {
+    let processors = if name == "all" {
+        tidings_processors::registry()
+    } else {
+        let known: Vec<&str> = tidings_processors::registry()
+            .iter()
+            .map(|p| p.name())
+            .collect();
+        vec![tidings_processors::by_name(name).with_context(|| {
+            format!(
+                "unknown processor {name:?}; known: {}, or all",
+                known.join(", ")
+            )
+        })?]
+    };
+    let (log, store) = distributed_backends(&config, &shutdown).await?;
+    let context = Context {
+        log: log.clone(),
+        store: store.clone(),
+        node: node_id(&config, "processor"),
+        moderation: moderation(&config),
+    };
+    run(log, store, processors, None, context, shutdown).await
+}
+
+async fn migrate(config: Config, shutdown: CancellationToken) -> Result<()> {
+    let kafka = KafkaLog::connect(config.kafka())?;
+    retry("Kafka", &shutdown, || async {
+        Ok(kafka.ping(Duration::from_secs(5)).await?)
+    })
+    .await?;
+    kafka
+        .ensure_topics(&topics::all())
+        .await
+        .context("creating Kafka topics")?;
+    let cassandra = config.cassandra();
+    retry("Cassandra", &shutdown, || async {
+        Ok(CassandraStore::migrate(&cassandra).await?)
+    })
+    .await?;
+    println!(
+        "migrated: {} Kafka topics, Cassandra keyspace {}",
+        topics::all().len(),
+        cassandra.keyspace
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref(), |k| std::env::var(k).ok())?;
+    init_logging(&config);
+    let shutdown = shutdown_on_signal();
+    match cli.command {
+        Command::Standalone => standalone(config, shutdown).await,
+        Command::Edge => edge(config, shutdown).await,
+        Command::Processor { name } => processor(config, &name, shutdown).await,
+        Command::Migrate => migrate(config, shutdown).await,
+    }
+}

@@ -73,7 +73,10 @@ async fn main() -> Result<()> {
                 let key = format!("key-{}", i % 7);
                 let value = format!("value-{i}").into_bytes();
                 let position = log.produce(OutRecord::new(topic, key, value)).await?;
-                say(format!("acked {i} {} {}", position.partition, position.offset));
+                say(format!(
+                    "acked {i} {} {}",
+                    position.partition, position.offset
+                ));
             }
         }
         "copy" => {
@@ -92,7 +95,9 @@ async fn main() -> Result<()> {
                 if records.is_empty() {
                     // Done once idle for a while after work (or never given any).
                     let idle = idle_since.get_or_insert_with(Instant::now);
-                    if idle.elapsed() > Duration::from_secs(4) && started.elapsed() > Duration::from_secs(8) {
+                    if idle.elapsed() > Duration::from_secs(4)
+                        && started.elapsed() > Duration::from_secs(8)
+                    {
                         break;
                     }
                     continue;

@@ -1,0 +1,71 @@
+//! The edge's settings. The binary fills them from its config file and the environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Everything an edge needs to know to serve.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// Address:port to serve HTTP and Socket.IO on (`TIDINGS_LISTEN`).
+    pub listen: SocketAddr,
+    /// This edge's node id; its deliveries are keyed by it (`edge-<uuid>` by default).
+    pub node: String,
+    /// HS256 key for client tokens (`TIDINGS_JWT_SECRET`).
+    pub jwt_secret: String,
+    /// Longest message text in characters (`TIDINGS_MAX_TEXT`); longer → `too_large`.
+    pub max_text_chars: usize,
+    /// Serve `POST /dev/token` (standalone only: it mints tokens for anyone).
+    pub dev_tokens: bool,
+    /// Sustained events per second per connection (token bucket refill).
+    pub events_per_sec: f64,
+    /// Token bucket size: events a connection may send in a burst.
+    pub events_burst: f64,
+    /// Rooms one connection may be in at once.
+    pub max_rooms_per_conn: usize,
+    /// Largest event payload (JSON) the edge accepts; larger → `too_large`.
+    pub max_event_bytes: usize,
+    /// Largest Engine.IO payload; larger packets close the connection.
+    pub max_payload_bytes: u64,
+    /// Packets buffered per connection before it counts as too slow and is dropped.
+    pub max_buffer_packets: usize,
+    /// Sends awaiting their ack per connection; more → `rate_limited`.
+    pub max_pending_sends: usize,
+    /// Live messages buffered per (connection, room) while a join or gap fill runs;
+    /// more → the connection is dropped.
+    pub max_join_buffer: usize,
+    /// How long a send or join waits for the processors' answer before `unavailable`.
+    pub reply_timeout: Duration,
+    /// How long catch-up waits for the store to reach the needed seq before `unavailable`.
+    pub catchup_timeout: Duration,
+    /// How often the delivery consumer lag is sampled.
+    pub lag_sample_interval: Duration,
+}
+
+impl EdgeConfig {
+    /// The defaults, with a fresh node id and the given JWT secret.
+    pub fn new(jwt_secret: impl Into<String>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            node: new_node_id(),
+            jwt_secret: jwt_secret.into(),
+            max_text_chars: 4000,
+            dev_tokens: false,
+            events_per_sec: 20.0,
+            events_burst: 40.0,
+            max_rooms_per_conn: 100,
+            max_event_bytes: 32 * 1024,
+            max_payload_bytes: 64 * 1024,
+            max_buffer_packets: 1024,
+            max_pending_sends: 64,
+            max_join_buffer: 10_000,
+            reply_timeout: Duration::from_secs(10),
+            catchup_timeout: Duration::from_secs(10),
+            lag_sample_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A fresh `edge-<uuid>` node id.
+pub fn new_node_id() -> String {
+    format!("edge-{}", uuid::Uuid::new_v4())
+}

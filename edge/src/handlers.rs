@@ -1,0 +1,368 @@
+//! The Socket.IO side: the auth middleware, the connect handler, one handler per client event
+//! (each acks exactly once), and the disconnect handler.
+
+use crate::auth::Claims;
+use crate::catchup;
+use crate::conn::Conn;
+use crate::deliveries::{fill, SendOutcome};
+use crate::errors::{ok_ack, ClientError};
+use crate::limits::{check_event_size, check_rooms, check_text, TokenBucket};
+use crate::protocol::{self, approx_json_size};
+use crate::rooms::Member;
+use crate::state::{now_ms, Shared};
+use serde_json::{json, Value};
+use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::SocketIo;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+use tidings_log::{topics, OutRecord};
+use tidings_schemas::{ClientEvent, LogRecord};
+
+/// The connect error every refused token gets.
+#[derive(Debug)]
+pub struct Unauthorized;
+
+impl std::fmt::Display for Unauthorized {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("unauthorized")
+    }
+}
+
+/// Registers the `/` namespace.
+pub fn register(io: &SocketIo, shared: Arc<Shared>) {
+    let auth_shared = shared.clone();
+    let middleware = move |s: SocketRef, TryData(auth): TryData<Value>| {
+        let shared = auth_shared.clone();
+        async move {
+            match shared.verifier.verify_auth(auth.ok().as_ref()) {
+                Ok(claims) => {
+                    s.extensions.insert(Arc::new(claims));
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::debug!("refused connection: {e}");
+                    shared.metrics.error("unauthorized");
+                    Err(Unauthorized)
+                }
+            }
+        }
+    };
+    let connect = move |s: SocketRef| {
+        let shared = shared.clone();
+        async move { on_connect(shared, s) }
+    };
+    io.ns("/", connect.with(middleware));
+}
+
+fn on_connect(shared: Arc<Shared>, s: SocketRef) {
+    let Some(claims) = s.extensions.remove::<Arc<Claims>>() else {
+        let _ = s.disconnect();
+        return;
+    };
+    let bucket = TokenBucket::new(shared.config.events_per_sec, shared.config.events_burst);
+    let conn = Arc::new(Conn::new(
+        s.clone(),
+        claims.sub.clone(),
+        claims.name.clone(),
+        bucket,
+        shared.metrics.clone(),
+    ));
+    shared.metrics.connections.inc();
+
+    on(&s, "join", &shared, &conn, join);
+    on(&s, "leave", &shared, &conn, leave);
+    on(&s, "send", &shared, &conn, send);
+    on(&s, "history", &shared, &conn, history);
+    on(&s, "typing", &shared, &conn, typing);
+
+    {
+        let (shared, conn) = (shared.clone(), conn.clone());
+        s.on_fallback(move |Event(event): Event, ack: AckSender| {
+            let (shared, conn) = (shared.clone(), conn.clone());
+            async move {
+                shared.metrics.event_in("unknown");
+                let result = conn.check_rate().and_then(|()| {
+                    tracing::debug!(%event, "unknown event");
+                    Err::<Reply, _>(ClientError::invalid("unknown event"))
+                });
+                reply(&shared, ack, result);
+            }
+        });
+    }
+
+    s.on_disconnect(move || {
+        let (shared, conn) = (shared.clone(), conn.clone());
+        async move { on_disconnect(shared, conn).await }
+    });
+}
+
+/// Registers one event: counts it, applies the rate and size limits, runs `f`, acks its result.
+fn on<F, Fut>(s: &SocketRef, event: &'static str, shared: &Arc<Shared>, conn: &Arc<Conn>, f: F)
+where
+    F: Fn(Arc<Shared>, Arc<Conn>, Value) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Reply, ClientError>> + Send + 'static,
+{
+    let (shared, conn) = (shared.clone(), conn.clone());
+    s.on(
+        event,
+        move |TryData(data): TryData<Value>, ack: AckSender| {
+            let (shared, conn, f) = (shared.clone(), conn.clone(), f.clone());
+            async move {
+                shared.metrics.event_in(event);
+                let result = match (conn.check_rate(), data) {
+                    (Err(e), _) => Err(e),
+                    (Ok(()), Err(_)) => Err(ClientError::invalid("malformed payload")),
+                    (Ok(()), Ok(data)) => {
+                        match check_event_size(
+                            approx_json_size(&data),
+                            shared.config.max_event_bytes,
+                        ) {
+                            Err(e) => Err(e),
+                            Ok(()) => f(shared.clone(), conn, data).await,
+                        }
+                    }
+                };
+                reply(&shared, ack, result);
+            }
+        },
+    );
+}
+
+/// A successful result: the ack, and for a join the membership to start once it is sent.
+pub struct Reply {
+    ack: Value,
+    then_go_live: Option<(Arc<Member>, i64)>,
+}
+
+impl From<Value> for Reply {
+    fn from(ack: Value) -> Self {
+        Self {
+            ack,
+            then_go_live: None,
+        }
+    }
+}
+
+fn reply(shared: &Arc<Shared>, ack: AckSender, result: Result<Reply, ClientError>) {
+    match result {
+        Ok(r) => {
+            let _ = ack.send(&r.ack);
+            // Live messages only after the join's ack.
+            if let Some((member, head)) = r.then_go_live {
+                member.start_at(head);
+                tokio::spawn(fill(shared.clone(), member));
+            }
+        }
+        Err(e) => {
+            shared.metrics.error(e.code());
+            let _ = ack.send(&e.to_ack());
+        }
+    }
+}
+
+fn event(shared: &Shared, conn: &Conn, kind: &str, room: &str) -> ClientEvent {
+    ClientEvent {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        kind: kind.to_string(),
+        room: Some(room.to_string()),
+        user: Some(conn.user.clone()),
+        ts: now_ms(),
+        trace_id: uuid::Uuid::new_v4().to_string(),
+        node: shared.config.node.clone(),
+        conn: conn.id.clone(),
+        client_id: None,
+        text: None,
+        on: None,
+        user_name: conn.name.clone(),
+    }
+}
+
+async fn produce(shared: &Shared, topic: &str, ev: &ClientEvent) -> Result<(), ClientError> {
+    let room = ev.room.clone().unwrap_or_default();
+    let bytes = ev
+        .encode()
+        .map_err(|e| ClientError::invalid(format!("cannot encode: {e}")))?;
+    let record = OutRecord::new(topic, room, bytes).with_header("trace_id", ev.trace_id.clone());
+    shared.log.produce(record).await?;
+    Ok(())
+}
+
+async fn join(shared: Arc<Shared>, conn: Arc<Conn>, data: Value) -> Result<Reply, ClientError> {
+    let req = protocol::parse_join(&data)?;
+    let room = req.room;
+    let member = Member::joining(conn.clone(), room.clone());
+    {
+        let mut rooms = conn.rooms();
+        if !rooms.contains_key(&room) {
+            check_rooms(rooms.len(), shared.config.max_rooms_per_conn)?;
+        }
+        if let Some(old) = rooms.insert(room.clone(), member.clone()) {
+            old.set_gone();
+        }
+    }
+    let (entry, _) = shared.rooms.add(member.clone());
+    let (waiting, answer) = shared.pending.wait_join(&conn.id, &room);
+
+    let result: Result<i64, ClientError> = async {
+        {
+            let _control = entry.control.lock().await;
+            produce(
+                &shared,
+                topics::CLIENT_EVENTS,
+                &event(&shared, &conn, "join", &room),
+            )
+            .await?;
+        }
+        let head = match tokio::time::timeout(shared.config.reply_timeout, answer).await {
+            Ok(Ok(head)) => head,
+            _ => return Err(ClientError::unavailable("no answer to join in time")),
+        };
+        if let Some(since) = req.since {
+            if since < head {
+                catchup::replay(
+                    &shared.store,
+                    &conn,
+                    &room,
+                    since,
+                    head,
+                    shared.config.catchup_timeout,
+                    |_| !member.is_gone(),
+                )
+                .await?;
+            }
+        }
+        Ok(head)
+    }
+    .await;
+    drop(waiting);
+
+    match result {
+        Ok(head) => Ok(Reply {
+            ack: ok_ack(json!({ "room": room, "head": head })),
+            then_go_live: Some((member, head)),
+        }),
+        Err(e) => {
+            remove_membership(&shared, &conn, &member).await;
+            Err(e)
+        }
+    }
+}
+
+async fn leave(shared: Arc<Shared>, conn: Arc<Conn>, data: Value) -> Result<Reply, ClientError> {
+    let req = protocol::parse_leave(&data)?;
+    let member = conn.rooms().get(&req.room).cloned();
+    if let Some(member) = member {
+        remove_membership(&shared, &conn, &member).await;
+    }
+    Ok(ok_ack(json!({})).into())
+}
+
+/// Removes a membership; when it was the room's last local one, tells fan-out to stop.
+async fn remove_membership(shared: &Arc<Shared>, conn: &Arc<Conn>, member: &Arc<Member>) {
+    member.set_gone();
+    {
+        let mut rooms = conn.rooms();
+        if rooms
+            .get(&member.room)
+            .is_some_and(|m| Arc::ptr_eq(m, member))
+        {
+            rooms.remove(&member.room);
+        }
+    }
+    shared.rooms.remove(member);
+    let Some(entry) = shared.rooms.get(&member.room) else {
+        return;
+    };
+    let _control = entry.control.lock().await;
+    if !entry.is_empty() {
+        return;
+    }
+    let mut ev = event(shared, conn, "unhost", &member.room);
+    ev.user = None;
+    if let Err(e) = produce(shared, topics::CLIENT_EVENTS, &ev).await {
+        tracing::warn!(room = %member.room, "unhost: {e}");
+    }
+    shared.rooms.remove_if_empty(&member.room, &entry);
+}
+
+async fn send(shared: Arc<Shared>, conn: Arc<Conn>, data: Value) -> Result<Reply, ClientError> {
+    let started = Instant::now();
+    let req = protocol::parse_send(&data)?;
+    if !conn.rooms().contains_key(&req.room) {
+        return Err(ClientError::NotJoined);
+    }
+    check_text(&req.text, shared.config.max_text_chars)?;
+
+    let in_flight = conn.pending_sends.fetch_add(1, Ordering::AcqRel);
+    let _slot = InFlight(&conn);
+    if in_flight >= shared.config.max_pending_sends {
+        return Err(ClientError::TooManyPending);
+    }
+
+    let (waiting, answer) = shared.pending.wait_send(&conn.id, &req.room, &req.id);
+    let mut ev = event(&shared, &conn, "send", &req.room);
+    ev.client_id = Some(req.id);
+    ev.text = Some(req.text);
+    produce(&shared, topics::CLIENT_EVENTS, &ev).await?;
+    let outcome = tokio::time::timeout(shared.config.reply_timeout, answer).await;
+    drop(waiting);
+    match outcome {
+        Ok(Ok(SendOutcome::Acked { seq, ts })) => {
+            shared
+                .metrics
+                .ack_latency
+                .observe(started.elapsed().as_secs_f64());
+            Ok(ok_ack(json!({ "seq": seq, "ts": ts })).into())
+        }
+        Ok(Ok(SendOutcome::Rejected(e))) => Err(e),
+        _ => Err(ClientError::unavailable("no answer to send in time")),
+    }
+}
+
+struct InFlight<'a>(&'a Conn);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.pending_sends.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn history(shared: Arc<Shared>, _conn: Arc<Conn>, data: Value) -> Result<Reply, ClientError> {
+    let req = protocol::parse_history(&data)?;
+    let before = req.before.unwrap_or(i64::MAX);
+    let mut page = shared
+        .store
+        .read(
+            &req.room,
+            tidings_store::SeqRange::before(before, req.limit + 1),
+        )
+        .await?;
+    let has_more = page.len() > req.limit;
+    page.truncate(req.limit);
+    page.reverse();
+    let messages: Vec<protocol::MessageOut> = page.into_iter().map(Into::into).collect();
+    Ok(ok_ack(json!({ "messages": messages, "has_more": has_more })).into())
+}
+
+async fn typing(shared: Arc<Shared>, conn: Arc<Conn>, data: Value) -> Result<Reply, ClientError> {
+    let req = protocol::parse_typing(&data)?;
+    if !conn.rooms().contains_key(&req.room) {
+        return Err(ClientError::NotJoined);
+    }
+    let mut ev = event(&shared, &conn, "typing", &req.room);
+    ev.on = Some(req.on);
+    produce(&shared, topics::TYPING, &ev).await?;
+    Ok(ok_ack(json!({})).into())
+}
+
+async fn on_disconnect(shared: Arc<Shared>, conn: Arc<Conn>) {
+    conn.closed();
+    shared.metrics.connections.dec();
+    let members: Vec<Arc<Member>> = conn.rooms().values().cloned().collect();
+    for member in members {
+        remove_membership(&shared, &conn, &member).await;
+    }
+}

@@ -1,0 +1,120 @@
+//! Plain HTTP on the Socket.IO port: health, readiness, metrics, the chat page, dev tokens.
+
+use crate::auth::{mint, now_secs, Claims};
+use crate::state::Shared;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tidings_log::topics;
+
+const INDEX_HTML: &str = include_str!("../static/index.html");
+const SOCKET_IO_JS: &str = include_str!("../static/socket.io.min.js");
+/// Dev tokens last a day.
+const DEV_TOKEN_TTL_SECS: u64 = 24 * 60 * 60;
+
+/// The HTTP routes (the Socket.IO layer is added by the caller).
+pub fn router(shared: Arc<Shared>) -> Router {
+    let mut router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/", get(index))
+        .route("/socket.io.min.js", get(socket_io_js));
+    if shared.config.dev_tokens {
+        router = router.route("/dev/token", post(dev_token));
+    }
+    router.with_state(shared)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    let check = async {
+        shared
+            .log
+            .partitions(topics::DELIVERIES)
+            .await
+            .map_err(|e| e.to_string())?;
+        shared
+            .store
+            .head("readyz")
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(())
+    };
+    match tokio::time::timeout(Duration::from_secs(3), check).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: timed out").into_response(),
+    }
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        shared.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn index() -> Html<&'static str> {
+    Html(INDEX_HTML)
+}
+
+async fn socket_io_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/javascript"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        SOCKET_IO_JS,
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct TokenRequest {
+    name: String,
+}
+
+async fn dev_token(
+    State(shared): State<Arc<Shared>>,
+    body: Result<Json<TokenRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(req)) = body else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "body must be {name}"})),
+        )
+            .into_response();
+    };
+    let name = req.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "name must be 1 to 64 printable characters"})),
+        )
+            .into_response();
+    }
+    let claims = Claims {
+        sub: name.clone(),
+        exp: now_secs() + DEV_TOKEN_TTL_SECS,
+        name: Some(name),
+    };
+    match mint(&shared.config.jwt_secret, &claims) {
+        Ok(token) => Json(json!({ "token": token, "exp": claims.exp })).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,106 @@
+//! The edge: a thin Socket.IO server. It checks tokens, validates, applies limits, appends
+//! client events to the log, and passes back what the processors deliver to it. It keeps no
+//! state that matters: rooms and pending replies are rebuilt by clients reconnecting.
+//!
+//! Entry points: [`serve`] (binds `config.listen`) and [`serve_on`] (an already-bound
+//! listener, e.g. port 0 in tests).
+
+pub mod auth;
+mod catchup;
+pub mod config;
+mod conn;
+mod deliveries;
+pub mod errors;
+mod handlers;
+mod http;
+pub mod limits;
+pub mod metrics;
+pub mod protocol;
+mod rooms;
+mod state;
+
+pub use config::EdgeConfig;
+pub use errors::{ClientError, EdgeError};
+
+use socketioxide::SocketIo;
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+use tidings_log::{partition_for, topics, Log};
+use tidings_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Serves on `config.listen` until `shutdown` is cancelled.
+pub async fn serve(
+    config: EdgeConfig,
+    log: Arc<dyn Log>,
+    store: Arc<dyn Store>,
+    shutdown: CancellationToken,
+) -> Result<(), EdgeError> {
+    let listener = TcpListener::bind(config.listen).await?;
+    serve_on(listener, config, log, store, shutdown).await
+}
+
+/// Serves on `listener` until `shutdown` is cancelled (`config.listen` is ignored).
+pub async fn serve_on(
+    listener: TcpListener,
+    config: EdgeConfig,
+    log: Arc<dyn Log>,
+    store: Arc<dyn Store>,
+    shutdown: CancellationToken,
+) -> Result<(), EdgeError> {
+    if config.node.is_empty() || config.node.len() > tidings_log::MAX_KEY_BYTES {
+        return Err(EdgeError::Config("node must be 1 to 256 bytes".into()));
+    }
+    if config.jwt_secret.is_empty() {
+        return Err(EdgeError::Config("jwt_secret must not be empty".into()));
+    }
+    let partitions = log.partitions(topics::DELIVERIES).await?;
+    let partition = partition_for(&config.node, partitions);
+    let start = log.end_offset(topics::DELIVERIES, partition).await?;
+    let reader = log.reader(topics::DELIVERIES, partition, start).await?;
+
+    let shared = Arc::new(state::Shared {
+        metrics: metrics::Metrics::new(&config.node)?,
+        verifier: auth::Verifier::new(&config.jwt_secret),
+        rooms: rooms::Rooms::default(),
+        pending: deliveries::Pending::default(),
+        delivery_partition: partition,
+        delivery_position: AtomicI64::new(start),
+        config,
+        log,
+        store,
+    });
+
+    let (layer, io) = SocketIo::builder()
+        .max_buffer_size(shared.config.max_buffer_packets)
+        .max_payload(shared.config.max_payload_bytes)
+        .build_layer();
+    handlers::register(&io, shared.clone());
+
+    let tasks = shutdown.child_token();
+    let consumer = tokio::spawn(deliveries::consume(shared.clone(), reader, tasks.clone()));
+    let sampler = tokio::spawn(deliveries::sample_lag(shared.clone(), tasks.clone()));
+
+    tracing::info!(
+        node = %shared.config.node,
+        addr = ?listener.local_addr().ok(),
+        partition,
+        "edge serving"
+    );
+    let app = http::router(shared.clone()).layer(layer);
+    let stop = shutdown.clone();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            stop.cancelled().await;
+            // Close every Socket.IO connection first: upgraded connections would hold
+            // the graceful shutdown open.
+            io.close().await;
+        })
+        .await;
+    tasks.cancel();
+    let _ = consumer.await;
+    let _ = sampler.await;
+    result?;
+    Ok(())
+}

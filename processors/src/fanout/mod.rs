@@ -1,0 +1,125 @@
+//! Fan-out: every message of the room log becomes one delivery per edge hosting its room.
+//!
+//! The room directory is loaded from the subscriptions topic at start (and again whenever
+//! our partitions move), then follows the `host`/`unhost` markers in room-log order, so a
+//! message after a host marker reaches that edge (gapless resume, ARCHITECTURE.md).
+//!
+//! Deliveries of a batch go out with `commit_with`, in one transaction with the offsets:
+//! records for one edge keep room-log order (concurrent single produces could land seq 5
+//! before seq 4, and the edge drops what is below what it already passed on, losing 4), and
+//! a batch costs one fsync / one Kafka transaction instead of one per delivery.
+
+use crate::directory::Directory;
+use crate::runtime::{self, decode, delivery, supervise, valid_node};
+use crate::{Context, Processor, ProcessorError};
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use tidings_log::topics::{DELIVERIES, ROOM_LOG};
+use tidings_log::{Checkpoint, ConsumerOptions, OutRecord};
+use tidings_schemas::{Delivery, LogRecord, RoomEvent};
+use tokio_util::sync::CancellationToken;
+
+pub const GROUP: &str = "tidings-fanout";
+/// Room events per poll.
+const BATCH: usize = 500;
+/// Most deliveries held before they are committed (G7): a batch to many edges is committed
+/// in several transactions, each ending on a whole room event.
+const MAX_PENDING: usize = 10_000;
+
+pub struct Fanout;
+
+#[async_trait]
+impl Processor for Fanout {
+    fn name(&self) -> &'static str {
+        "fanout"
+    }
+
+    fn consumes(&self) -> &'static [&'static str] {
+        &[ROOM_LOG]
+    }
+
+    fn produces(&self) -> &'static [&'static str] {
+        &[DELIVERIES]
+    }
+
+    async fn run(&self, ctx: Context, shutdown: CancellationToken) -> Result<(), ProcessorError> {
+        supervise(self.name(), &shutdown, || {
+            Box::pin(session(&ctx, &shutdown))
+        })
+        .await
+    }
+}
+
+async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), ProcessorError> {
+    let options = ConsumerOptions {
+        transactional_id: Some(format!("tidings-fanout-{}", ctx.node)),
+        ..Default::default()
+    };
+    let mut consumer = ctx.log.consumer(GROUP, &[ROOM_LOG], options).await?;
+    let mut epoch = consumer.assignment_epoch();
+    let (mut directory, _) = Directory::load(&*ctx.log).await?;
+    loop {
+        let records = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            polled = consumer.poll(BATCH, runtime::POLL_WAIT) => polled?,
+        };
+        if consumer.assignment_epoch() != epoch {
+            // New partitions resume where another instance left them; our directory missed
+            // their markers since it was loaded.
+            epoch = consumer.assignment_epoch();
+            directory = Directory::load(&*ctx.log).await?.0;
+        }
+        if records.is_empty() {
+            continue;
+        }
+        let mut pending: Vec<OutRecord> = Vec::new();
+        let mut done: BTreeMap<u32, Checkpoint> = BTreeMap::new();
+        for record in &records {
+            if let Some(event) = decode::<RoomEvent>("fanout", record) {
+                route(ctx, &mut directory, &event, &mut pending)?;
+            }
+            done.insert(record.partition, record.next_checkpoint());
+            if pending.len() >= MAX_PENDING {
+                let checkpoints: Vec<_> = done.values().cloned().collect();
+                consumer
+                    .commit_with(std::mem::take(&mut pending), &checkpoints)
+                    .await?;
+            }
+        }
+        let checkpoints: Vec<_> = done.into_values().collect();
+        consumer.commit_with(pending, &checkpoints).await?;
+    }
+}
+
+/// Applies a marker to the directory, or turns a message into deliveries.
+fn route(
+    ctx: &Context,
+    directory: &mut Directory,
+    event: &RoomEvent,
+    out: &mut Vec<OutRecord>,
+) -> Result<(), ProcessorError> {
+    let Some(room) = event.room.as_deref() else {
+        return Ok(());
+    };
+    match event.kind.as_str() {
+        "host" | "unhost" if valid_node(&event.origin_node) => {
+            directory.apply(&event.kind, room, &event.origin_node)
+        }
+        "message" => {
+            for edge in directory.edges(room) {
+                let message = Delivery {
+                    room: Some(room.to_string()),
+                    user: event.user.clone(),
+                    seq: Some(event.seq),
+                    client_id: Some(event.client_id.clone()),
+                    text: Some(event.text.clone()),
+                    msg_ts: Some(event.ts),
+                    ..delivery("message", edge, &ctx.node, &event.trace_id)
+                };
+                out.push(OutRecord::new(DELIVERIES, edge, message.encode()?));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}

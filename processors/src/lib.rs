@@ -1,0 +1,95 @@
+//! The processors behind the log. Each is an independent consumer group that keeps no state
+//! that matters: kill one at any point and its successor resumes from the log and the store.
+//!
+//! - [`sequencer`]: client events → moderation, per-room gapless seq, dedupe by client id
+//!   (exactly-once into the room log, subscriptions and deliveries).
+//! - [`persistence`]: room log → store (idempotent, at-least-once), with its checkpoints.
+//! - [`fanout`]: room log → one delivery per hosting edge.
+//! - [`typing`]: typing notices → one delivery per hosting edge.
+//!
+//! All implement [`Processor`] and are listed in one place, [`registry`].
+
+pub mod fanout;
+pub mod persistence;
+pub mod registry;
+pub mod sequencer;
+pub mod typing;
+
+mod directory;
+mod runtime;
+
+use async_trait::async_trait;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+pub use registry::{by_name, registry};
+
+/// Name under which persistence saves its progress in the store (`Store::checkpoint`); the
+/// sequencer bounds its recovery scan with it.
+pub const PERSISTENCE_CHECKPOINT: &str = "persistence";
+
+/// What moderation enforces on every `send` (G5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModerationConfig {
+    /// Most characters (Unicode scalar values, after normalization) a message may have.
+    pub max_text_chars: usize,
+    /// Terms refused anywhere in a message, compared case-insensitively as substrings.
+    pub blocked_terms: Vec<String>,
+}
+
+impl Default for ModerationConfig {
+    fn default() -> Self {
+        Self {
+            max_text_chars: 4000,
+            blocked_terms: Vec::new(),
+        }
+    }
+}
+
+impl ModerationConfig {
+    /// Parses a comma-separated term list (`TIDINGS_BLOCKED_TERMS`); blanks are dropped.
+    pub fn parse_terms(csv: &str) -> Vec<String> {
+        csv.split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// What every processor gets to run with.
+#[derive(Clone)]
+pub struct Context {
+    pub log: Arc<dyn tidings_log::Log>,
+    pub store: Arc<dyn tidings_store::Store>,
+    /// This process's node id: names transactional ids and fills the `node` field of outputs.
+    pub node: String,
+    pub moderation: ModerationConfig,
+}
+
+/// Why a processor's session stopped. `run` logs these and starts a new session after a
+/// bounded backoff; they never end `run`.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    #[error("log: {0}")]
+    Log(#[from] tidings_log::LogError),
+    #[error("store: {0}")]
+    Store(#[from] tidings_store::StoreError),
+    #[error("encoding: {0}")]
+    Schema(#[from] tidings_schemas::SchemaError),
+    #[error("internal: {0}")]
+    Internal(&'static str),
+}
+
+/// One processor: a consumer group on some topics producing to others.
+#[async_trait]
+pub trait Processor: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Topics it consumes (as a group).
+    fn consumes(&self) -> &'static [&'static str];
+    /// Topics it appends to.
+    fn produces(&self) -> &'static [&'static str];
+    /// Loops until `shutdown` is cancelled. A backend outage is logged and retried with a
+    /// bounded backoff; it never ends the loop.
+    async fn run(&self, ctx: Context, shutdown: CancellationToken) -> Result<(), ProcessorError>;
+}

@@ -1,0 +1,94 @@
+//! Persistence: the room log's messages into the store, at least once.
+//!
+//! Per batch: append the messages (idempotent by (room, seq), so a replay after a crash
+//! changes nothing), then save the store checkpoint of every partition in the batch (the
+//! sequencer trusts the store to be complete up to it), then commit the group offsets.
+//! Markers (`host`, `unhost`) are not messages and are only passed over.
+
+use crate::runtime::{self, checkpoints_of, decode, supervise};
+use crate::{Context, Processor, ProcessorError, PERSISTENCE_CHECKPOINT};
+use async_trait::async_trait;
+use tidings_log::topics::ROOM_LOG;
+use tidings_log::ConsumerOptions;
+use tidings_schemas::RoomEvent;
+use tidings_store::StoredMessage;
+use tokio_util::sync::CancellationToken;
+
+pub const GROUP: &str = "tidings-persistence";
+/// Room events per poll, hence per store append (and the memory one batch holds).
+const BATCH: usize = 1000;
+
+pub struct Persistence;
+
+#[async_trait]
+impl Processor for Persistence {
+    fn name(&self) -> &'static str {
+        "persistence"
+    }
+
+    fn consumes(&self) -> &'static [&'static str] {
+        &[ROOM_LOG]
+    }
+
+    fn produces(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    async fn run(&self, ctx: Context, shutdown: CancellationToken) -> Result<(), ProcessorError> {
+        supervise(self.name(), &shutdown, || {
+            Box::pin(session(&ctx, &shutdown))
+        })
+        .await
+    }
+}
+
+async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), ProcessorError> {
+    let mut consumer = ctx
+        .log
+        .consumer(GROUP, &[ROOM_LOG], ConsumerOptions::default())
+        .await?;
+    loop {
+        let records = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            polled = consumer.poll(BATCH, runtime::POLL_WAIT) => polled?,
+        };
+        if records.is_empty() {
+            continue;
+        }
+        let messages: Vec<StoredMessage> = records
+            .iter()
+            .filter_map(|r| decode::<RoomEvent>("persistence", r))
+            .filter(|e| e.kind == "message")
+            .filter_map(stored)
+            .collect();
+        ctx.store.append(&messages).await?;
+        let checkpoints = checkpoints_of(&records);
+        for c in &checkpoints {
+            ctx.store
+                .set_checkpoint(PERSISTENCE_CHECKPOINT, c.partition, c.next_offset)
+                .await?;
+        }
+        consumer.commit(&checkpoints).await?;
+        tracing::debug!(messages = messages.len(), "persisted");
+    }
+}
+
+/// The stored form, or `None` (logged) for a message the store would refuse: one bad record
+/// must not block the batch, since the store validates a batch as a whole.
+fn stored(event: RoomEvent) -> Option<StoredMessage> {
+    let message = StoredMessage {
+        room: event.room.unwrap_or_default(),
+        seq: event.seq,
+        client_id: event.client_id,
+        from: event.user.unwrap_or_default(),
+        text: event.text,
+        ts: event.ts,
+    };
+    match tidings_store::validate(&message) {
+        Ok(()) => Some(message),
+        Err(error) => {
+            tracing::error!(room = %message.room, seq = message.seq, %error, "room-log message the store refuses; skipped");
+            None
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! The one list of processors. Adding one means adding a line here.
+
+use crate::fanout::Fanout;
+use crate::persistence::Persistence;
+use crate::sequencer::Sequencer;
+use crate::typing::Typing;
+use crate::Processor;
+
+/// Every processor, in the order `tidings standalone` starts them.
+pub fn registry() -> Vec<Box<dyn Processor>> {
+    vec![
+        Box::new(Sequencer::default()),
+        Box::new(Persistence),
+        Box::new(Fanout),
+        Box::new(Typing),
+    ]
+}
+
+/// The processor called `name` (`sequencer`, `persistence`, `fanout`, `typing`).
+pub fn by_name(name: &str) -> Option<Box<dyn Processor>> {
+    registry().into_iter().find(|p| p.name() == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_found() {
+        let names: Vec<_> = registry().iter().map(|p| p.name()).collect();
+        assert_eq!(names, ["sequencer", "persistence", "fanout", "typing"]);
+        for name in names {
+            assert_eq!(by_name(name).map(|p| p.name()), Some(name));
+        }
+        assert!(by_name("nope").is_none());
+    }
+}

@@ -1,0 +1,242 @@
+//! What every processor's loop shares: supervision with backoff, reading a partition to its
+//! end, checkpoints of a batch, decoding that skips bad records.
+
+use crate::ProcessorError;
+use futures::future::BoxFuture;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tidings_log::{Checkpoint, Log, LogError, PartitionReader, Record};
+use tidings_schemas::{Delivery, LogRecord};
+use tokio_util::sync::CancellationToken;
+
+/// How long a consumer poll waits before the loop checks for shutdown again.
+pub(crate) const POLL_WAIT: Duration = Duration::from_millis(500);
+/// First and longest pause between sessions after a backend error.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A session that lived this long was healthy: its failure restarts the backoff.
+const HEALTHY_SESSION: Duration = Duration::from_secs(30);
+
+/// Longest node id accepted from a record: it becomes part of keys (`room@edge`, at most
+/// 128 + 1 + 120 bytes, under the log's 256-byte key limit).
+const MAX_NODE_LEN: usize = 120;
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Whether a node id from a record can address an edge (and key a record).
+pub(crate) fn valid_node(node: &str) -> bool {
+    !node.is_empty() && node.len() <= MAX_NODE_LEN && !node.contains('\0')
+}
+
+/// Doubling pause, capped.
+pub(crate) struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Self { next: BACKOFF_MIN }
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.next = BACKOFF_MIN;
+    }
+
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        delay
+    }
+
+    /// Sleeps the next delay; false if shutdown came first.
+    pub(crate) async fn sleep(&mut self, shutdown: &CancellationToken) -> bool {
+        let delay = self.next_delay();
+        tokio::select! {
+            _ = shutdown.cancelled() => false,
+            _ = tokio::time::sleep(delay) => true,
+        }
+    }
+}
+
+/// Runs sessions until shutdown. A session opens its consumer, works, and returns `Ok` only
+/// on shutdown; on an error it is dropped whole (consumer and in-memory state, as the
+/// `commit_with` contract asks) and a new one starts after a bounded backoff.
+pub(crate) async fn supervise<'a, F>(
+    name: &'static str,
+    shutdown: &CancellationToken,
+    mut session: F,
+) -> Result<(), ProcessorError>
+where
+    F: FnMut() -> BoxFuture<'a, Result<(), ProcessorError>>,
+{
+    let mut backoff = Backoff::new();
+    tracing::info!(processor = name, "processor starting");
+    loop {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let started = Instant::now();
+        match session().await {
+            Ok(()) => break,
+            Err(error) => {
+                if started.elapsed() >= HEALTHY_SESSION {
+                    backoff.reset();
+                }
+                tracing::warn!(processor = name, %error, "session failed; reopening after backoff");
+                if !backoff.sleep(shutdown).await {
+                    break;
+                }
+            }
+        }
+    }
+    tracing::info!(processor = name, "processor stopped");
+    Ok(())
+}
+
+/// Records per poll when reading a partition to its end.
+const SCAN_BATCH: usize = 1000;
+/// One empty poll of this long ends a scan that reached `end - 1` (on Kafka the last offset
+/// is usually a transaction marker, never returned).
+const SCAN_QUIET: Duration = Duration::from_millis(300);
+/// Empty polls in a row that end a scan short of `end - 1`: offsets there belong to markers
+/// or aborted transactions, which read-committed readers skip silently.
+const SCAN_QUIET_POLLS: u32 = 10;
+
+/// Reads `topic`/`partition` from `from` up to the end it had when called, handing every
+/// record to `each`. Returns the reader (to follow on) and the next offset.
+pub(crate) async fn read_to_end(
+    log: &dyn Log,
+    topic: &str,
+    partition: u32,
+    from: i64,
+    mut each: impl FnMut(&Record),
+) -> Result<(Box<dyn PartitionReader>, i64), LogError> {
+    let end = log.end_offset(topic, partition).await?;
+    let mut reader = log.reader(topic, partition, from).await?;
+    let mut next = from;
+    let mut quiet = 0;
+    while next < end {
+        let records = reader.poll(SCAN_BATCH, SCAN_QUIET).await?;
+        if records.is_empty() {
+            quiet += 1;
+            if next >= end - 1 || quiet >= SCAN_QUIET_POLLS {
+                break;
+            }
+            continue;
+        }
+        quiet = 0;
+        for record in &records {
+            each(record);
+            next = record.offset + 1;
+        }
+    }
+    Ok((reader, next))
+}
+
+/// The checkpoints saying "all of these records are done": per partition, the last + 1.
+pub(crate) fn checkpoints_of(records: &[Record]) -> Vec<Checkpoint> {
+    let mut last: BTreeMap<(&str, u32), i64> = BTreeMap::new();
+    for r in records {
+        let slot = last
+            .entry((r.topic.as_str(), r.partition))
+            .or_insert(r.offset);
+        *slot = (*slot).max(r.offset);
+    }
+    last.into_iter()
+        .map(|((topic, partition), offset)| Checkpoint {
+            topic: topic.to_string(),
+            partition,
+            next_offset: offset + 1,
+        })
+        .collect()
+}
+
+/// Decodes a record, or logs why not: a malformed record is skipped, never fatal.
+pub(crate) fn decode<T: LogRecord>(processor: &'static str, record: &Record) -> Option<T> {
+    match T::decode(&record.value) {
+        Ok(value) => Some(value),
+        Err(error) => {
+            tracing::warn!(
+                processor,
+                topic = %record.topic,
+                partition = record.partition,
+                offset = record.offset,
+                %error,
+                "skipping malformed record"
+            );
+            None
+        }
+    }
+}
+
+/// A delivery of `kind` to `edge` with every optional field empty.
+pub(crate) fn delivery(kind: &str, edge: &str, node: &str, trace_id: &str) -> Delivery {
+    Delivery {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        kind: kind.to_string(),
+        room: None,
+        user: None,
+        ts: now_ms(),
+        trace_id: trace_id.to_string(),
+        node: node.to_string(),
+        edge: edge.to_string(),
+        conn: None,
+        seq: None,
+        client_id: None,
+        text: None,
+        msg_ts: None,
+        on: None,
+        error_code: None,
+        error_message: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(partition: u32, offset: i64) -> Record {
+        Record {
+            topic: "t".into(),
+            partition,
+            offset,
+            key: "k".into(),
+            value: Vec::new(),
+            headers: Vec::new(),
+            timestamp_ms: 0,
+        }
+    }
+
+    #[test]
+    fn checkpoints_are_last_plus_one_per_partition() {
+        let cps = checkpoints_of(&[record(1, 4), record(0, 7), record(1, 9), record(0, 8)]);
+        let got: Vec<_> = cps.iter().map(|c| (c.partition, c.next_offset)).collect();
+        assert_eq!(got, [(0, 9), (1, 10)]);
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let mut b = Backoff::new();
+        assert_eq!(b.next_delay(), Duration::from_millis(100));
+        assert_eq!(b.next_delay(), Duration::from_millis(200));
+        for _ in 0..20 {
+            b.next_delay();
+        }
+        assert_eq!(b.next_delay(), BACKOFF_MAX);
+        b.reset();
+        assert_eq!(b.next_delay(), BACKOFF_MIN);
+    }
+
+    #[test]
+    fn node_ids_are_checked() {
+        assert!(valid_node("edge-a"));
+        assert!(!valid_node(""));
+        assert!(!valid_node(&"x".repeat(121)));
+        assert!(!valid_node("a\0b"));
+    }
+}

@@ -1,0 +1,477 @@
+//! The sequencer: client events in, the room log out, exactly once.
+//!
+//! Per room, in the order the room's client events arrive (one partition, keyed by room):
+//! - `send`: dedupe by (room, client id) (G4) → moderation (G5) → the next seq (G2). The
+//!   message goes to the room log and its `ack` to the sender's edge in one transaction with
+//!   the consumer offsets, so an ack exists only once the message is durable (G1). A
+//!   duplicate gets an `ack` with the original seq and ts and nothing else; a rejection a
+//!   `reject` and no seq.
+//! - `join`: a `host` marker carrying the head `H`, a `host` subscription and a `joined`
+//!   delivery with `H`, in one transaction (see ARCHITECTURE.md, gapless resume).
+//! - `unhost`: an `unhost` marker and an `unhost` subscription.
+//!
+//! Recovery: the room log is the truth. After (re)start or reassignment all memory is
+//! dropped; a room's head and client ids come from the store, which is complete up to
+//! persistence's checkpoint, plus the room-log tail after that checkpoint, read once per
+//! partition (after opening the consumer, which fences any older instance so the tail cannot
+//! grow behind our back).
+
+mod moderation;
+mod state;
+
+use crate::runtime::{
+    self, checkpoints_of, decode, delivery, now_ms, read_to_end, supervise, valid_node,
+};
+use crate::{Context, Processor, ProcessorError, PERSISTENCE_CHECKPOINT};
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use moderation::Moderator;
+use state::State;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use tidings_log::topics::{CLIENT_EVENTS, DELIVERIES, ROOM_LOG, SUBSCRIPTIONS};
+use tidings_log::{partition_for, ConsumerOptions, OutRecord, Record};
+use tidings_schemas::{ClientEvent, LogRecord, RoomEvent, Subscription};
+use tidings_store::{Direction, SeqRange, Store, StoreError, MAX_CLIENT_ID_LEN};
+use tokio_util::sync::CancellationToken;
+
+pub const GROUP: &str = "tidings-sequencer";
+
+/// Store look-ups in flight at once while preparing a batch.
+const LOOKUPS_IN_FLIGHT: usize = 64;
+/// Pause while waiting for persistence to catch up when memory is at its cap.
+const SATURATED_PAUSE: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone)]
+pub struct SequencerConfig {
+    /// Room heads kept in memory (G7). Beyond it, heads the store already has are evicted.
+    pub max_rooms: usize,
+    /// Client ids kept in memory (G7). Beyond it, ids the store already has are evicted.
+    pub max_ids: usize,
+    /// Client events per poll, hence per transaction.
+    pub batch: usize,
+}
+
+impl Default for SequencerConfig {
+    fn default() -> Self {
+        Self {
+            max_rooms: 100_000,
+            max_ids: 1_000_000,
+            batch: 500,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Sequencer {
+    config: SequencerConfig,
+}
+
+impl Sequencer {
+    pub fn new(config: SequencerConfig) -> Self {
+        Self { config }
+    }
+}
+
+#[async_trait]
+impl Processor for Sequencer {
+    fn name(&self) -> &'static str {
+        "sequencer"
+    }
+
+    fn consumes(&self) -> &'static [&'static str] {
+        &[CLIENT_EVENTS]
+    }
+
+    fn produces(&self) -> &'static [&'static str] {
+        &[ROOM_LOG, SUBSCRIPTIONS, DELIVERIES]
+    }
+
+    async fn run(&self, ctx: Context, shutdown: CancellationToken) -> Result<(), ProcessorError> {
+        supervise(self.name(), &shutdown, || {
+            Box::pin(self.session(&ctx, &shutdown))
+        })
+        .await
+    }
+}
+
+/// What the store knows of a client id: (seq, ts if the message could be read).
+type Known = HashMap<(String, String), Option<(i64, Option<i64>)>>;
+
+impl Sequencer {
+    async fn session(
+        &self,
+        ctx: &Context,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ProcessorError> {
+        let options = ConsumerOptions {
+            transactional_id: Some(format!("tidings-sequencer-{}", ctx.node)),
+            ..Default::default()
+        };
+        // Open first: this fences a previous instance, so the room log stops moving under
+        // the recovery scan below.
+        let mut consumer = ctx.log.consumer(GROUP, &[CLIENT_EVENTS], options).await?;
+        let room_partitions = ctx.log.partitions(ROOM_LOG).await?;
+        let moderator = Moderator::new(&ctx.moderation);
+        let mut epoch = consumer.assignment_epoch();
+        let mut state = State::new(self.config.max_rooms, self.config.max_ids);
+        loop {
+            while state.over_cap() {
+                state.evict(&*ctx.store).await?;
+                if state.over_cap() {
+                    tracing::warn!("sequencer memory at its cap with unpersisted entries; waiting for persistence");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(SATURATED_PAUSE) => {}
+                    }
+                }
+            }
+            let records = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                polled = consumer.poll(self.config.batch, runtime::POLL_WAIT) => polled?,
+            };
+            if consumer.assignment_epoch() != epoch {
+                // Partitions moved: what we knew may be stale (another instance sequenced
+                // our new rooms meanwhile). Start over from the log and the store.
+                epoch = consumer.assignment_epoch();
+                state = State::new(self.config.max_rooms, self.config.max_ids);
+                tracing::info!(epoch, "assignment changed; sequencer state reset");
+            }
+            if records.is_empty() {
+                continue;
+            }
+            let outputs = self
+                .sequence(ctx, &moderator, &mut state, room_partitions, &records)
+                .await?;
+            consumer
+                .commit_with(outputs, &checkpoints_of(&records))
+                .await?;
+        }
+    }
+
+    /// Turns a batch into its outputs, updating `state` as if they were committed (if the
+    /// commit fails the session ends and `state` goes with it).
+    async fn sequence(
+        &self,
+        ctx: &Context,
+        moderator: &Moderator,
+        state: &mut State,
+        room_partitions: u32,
+        records: &[Record],
+    ) -> Result<Vec<OutRecord>, ProcessorError> {
+        let events: Vec<ClientEvent> = records
+            .iter()
+            .filter_map(|r| decode("sequencer", r))
+            .collect();
+        let rooms: HashSet<&str> = events
+            .iter()
+            .filter_map(|e| e.room.as_deref())
+            .filter(|r| tidings_store::valid_room(r))
+            .collect();
+
+        // 1. The unpersisted tail of every room-log partition this batch touches.
+        for room in &rooms {
+            let partition = partition_for(room, room_partitions);
+            if !state.scanned.contains(&partition) {
+                fold_tail(ctx, state, partition).await?;
+                state.scanned.insert(partition);
+            }
+        }
+
+        // 2. Heads of rooms not in memory: the store has them (nothing of theirs is in an
+        // unpersisted tail, or step 1 would have put them in memory).
+        let missing: Vec<&str> = rooms
+            .iter()
+            .copied()
+            .filter(|r| !state.heads.contains(&r.to_string()))
+            .collect();
+        let lookups: Vec<BoxFuture<'_, _>> =
+            missing.iter().map(|room| ctx.store.head(room)).collect();
+        let heads = bounded_all(lookups).await;
+        for (room, head) in missing.iter().zip(heads) {
+            state.heads.insert(room.to_string(), head?);
+        }
+
+        // 3. What the store knows of client ids not in memory.
+        let mut wanted: HashSet<(String, String)> = HashSet::new();
+        for e in &events {
+            if let (Some(room), Some(id)) = (e.room.as_deref(), e.client_id.as_deref()) {
+                let key = (room.to_string(), id.to_string());
+                if e.kind == "send"
+                    && rooms.contains(room)
+                    && valid_client_id(id)
+                    && !state.ids.contains(&key)
+                {
+                    wanted.insert(key);
+                }
+            }
+        }
+        let wanted: Vec<_> = wanted.into_iter().collect();
+        let lookups: Vec<BoxFuture<'_, _>> = wanted
+            .iter()
+            .map(|(room, id)| Box::pin(lookup_id(&*ctx.store, room, id)) as BoxFuture<'_, _>)
+            .collect();
+        let found = bounded_all(lookups).await;
+        let mut known = Known::new();
+        for (key, found) in wanted.into_iter().zip(found) {
+            known.insert(key, found?);
+        }
+
+        // 4. In order.
+        let mut out = Vec::new();
+        for event in &events {
+            self.apply(ctx, moderator, state, &known, event, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn apply(
+        &self,
+        ctx: &Context,
+        moderator: &Moderator,
+        state: &mut State,
+        known: &Known,
+        event: &ClientEvent,
+        out: &mut Vec<OutRecord>,
+    ) -> Result<(), ProcessorError> {
+        if !valid_node(&event.node) {
+            tracing::warn!(event_id = %event.event_id, "client event without a usable edge node; skipped");
+            return Ok(());
+        }
+        let room = match event
+            .room
+            .as_deref()
+            .filter(|r| tidings_store::valid_room(r))
+        {
+            Some(room) => room,
+            None => {
+                if event.kind == "send" || event.kind == "join" {
+                    out.push(reject(ctx, event, "invalid", "invalid room name")?);
+                }
+                return Ok(());
+            }
+        };
+        let Some(head) = state.heads.get(&room.to_string()).copied() else {
+            return Err(ProcessorError::Internal("room head not loaded"));
+        };
+        match event.kind.as_str() {
+            "send" => {
+                let client_id = event.client_id.as_deref().unwrap_or("");
+                if !valid_client_id(client_id) {
+                    out.push(reject(
+                        ctx,
+                        event,
+                        "invalid",
+                        "message id must be 1 to 64 characters",
+                    )?);
+                    return Ok(());
+                }
+                let key = (room.to_string(), client_id.to_string());
+                // Dedupe before moderation: a retry gets its original answer.
+                if let Some(&(seq, ts)) = state.ids.get(&key) {
+                    out.push(ack(ctx, event, room, seq, Some(ts))?);
+                    state.ids.touch(&key);
+                    return Ok(());
+                }
+                if let Some(Some((seq, ts))) = known.get(&key) {
+                    out.push(ack(ctx, event, room, *seq, *ts)?);
+                    if let Some(ts) = ts {
+                        state.ids.insert(key, (*seq, *ts));
+                    }
+                    return Ok(());
+                }
+                let text = match moderator.check(event.text.as_deref().unwrap_or("")) {
+                    Ok(text) => text,
+                    Err(rejection) => {
+                        out.push(reject(ctx, event, rejection.code, &rejection.message)?);
+                        return Ok(());
+                    }
+                };
+                let seq = head + 1;
+                let ts = now_ms();
+                let message = RoomEvent {
+                    event_id: uuid::Uuid::new_v4().to_string(),
+                    kind: "message".into(),
+                    room: Some(room.to_string()),
+                    user: event.user.clone(),
+                    ts,
+                    trace_id: event.trace_id.clone(),
+                    node: ctx.node.clone(),
+                    seq,
+                    client_id: client_id.to_string(),
+                    text,
+                    origin_node: event.node.clone(),
+                    origin_conn: event.conn.clone(),
+                };
+                out.push(OutRecord::new(ROOM_LOG, room, message.encode()?));
+                out.push(ack(ctx, event, room, seq, Some(ts))?);
+                state.heads.insert(room.to_string(), seq);
+                state.ids.insert(key, (seq, ts));
+            }
+            "join" | "unhost" => {
+                let kind = if event.kind == "join" {
+                    "host"
+                } else {
+                    "unhost"
+                };
+                let marker = RoomEvent {
+                    event_id: uuid::Uuid::new_v4().to_string(),
+                    kind: kind.into(),
+                    room: Some(room.to_string()),
+                    user: event.user.clone(),
+                    ts: now_ms(),
+                    trace_id: event.trace_id.clone(),
+                    node: ctx.node.clone(),
+                    seq: head,
+                    client_id: String::new(),
+                    text: String::new(),
+                    origin_node: event.node.clone(),
+                    origin_conn: event.conn.clone(),
+                };
+                let subscription = Subscription {
+                    event_id: uuid::Uuid::new_v4().to_string(),
+                    kind: kind.into(),
+                    room: Some(room.to_string()),
+                    user: None,
+                    ts: now_ms(),
+                    trace_id: event.trace_id.clone(),
+                    node: event.node.clone(),
+                    conn: None,
+                };
+                out.push(OutRecord::new(ROOM_LOG, room, marker.encode()?));
+                out.push(OutRecord::new(
+                    SUBSCRIPTIONS,
+                    format!("{room}@{}", event.node),
+                    subscription.encode()?,
+                ));
+                if event.kind == "join" {
+                    let joined = tidings_schemas::Delivery {
+                        room: Some(room.to_string()),
+                        user: event.user.clone(),
+                        conn: Some(event.conn.clone()),
+                        seq: Some(head),
+                        ..delivery("joined", &event.node, &ctx.node, &event.trace_id)
+                    };
+                    out.push(OutRecord::new(DELIVERIES, &event.node, joined.encode()?));
+                }
+                state.heads.touch(&room.to_string());
+            }
+            other => {
+                tracing::warn!(kind = other, event_id = %event.event_id, "unknown client event kind; skipped");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn valid_client_id(id: &str) -> bool {
+    !id.is_empty() && id.chars().count() <= MAX_CLIENT_ID_LEN
+}
+
+fn ack(
+    ctx: &Context,
+    event: &ClientEvent,
+    room: &str,
+    seq: i64,
+    ts: Option<i64>,
+) -> Result<OutRecord, ProcessorError> {
+    let ack = tidings_schemas::Delivery {
+        room: Some(room.to_string()),
+        user: event.user.clone(),
+        conn: Some(event.conn.clone()),
+        seq: Some(seq),
+        client_id: event.client_id.clone(),
+        msg_ts: ts,
+        ..delivery("ack", &event.node, &ctx.node, &event.trace_id)
+    };
+    Ok(OutRecord::new(DELIVERIES, &event.node, ack.encode()?))
+}
+
+fn reject(
+    ctx: &Context,
+    event: &ClientEvent,
+    code: &str,
+    message: &str,
+) -> Result<OutRecord, ProcessorError> {
+    let reject = tidings_schemas::Delivery {
+        room: event.room.clone(),
+        user: event.user.clone(),
+        conn: Some(event.conn.clone()),
+        client_id: event.client_id.clone(),
+        error_code: Some(code.to_string()),
+        error_message: Some(message.to_string()),
+        ..delivery("reject", &event.node, &ctx.node, &event.trace_id)
+    };
+    Ok(OutRecord::new(DELIVERIES, &event.node, reject.encode()?))
+}
+
+/// Runs look-ups concurrently, at most [`LOOKUPS_IN_FLIGHT`] at once, answers in order.
+async fn bounded_all<T>(lookups: Vec<BoxFuture<'_, T>>) -> Vec<T> {
+    futures::stream::iter(lookups)
+        .buffered(LOOKUPS_IN_FLIGHT)
+        .collect()
+        .await
+}
+
+/// The stored seq of a client id and the stored message's ts (for the duplicate's ack).
+async fn lookup_id(
+    store: &dyn Store,
+    room: &str,
+    id: &str,
+) -> Result<Option<(i64, Option<i64>)>, StoreError> {
+    let Some(seq) = store.seq_of(room, id).await? else {
+        return Ok(None);
+    };
+    let range = SeqRange {
+        after: seq - 1,
+        before: seq + 1,
+        direction: Direction::Ascending,
+        limit: 1,
+    };
+    let ts = store.read(room, range).await?.first().map(|m| m.ts);
+    if ts.is_none() {
+        tracing::warn!(
+            room,
+            seq,
+            "client id stored without its message; acking without ts"
+        );
+    }
+    Ok(Some((seq, ts)))
+}
+
+/// Folds the room-log tail after persistence's checkpoint into `state`: the last seq per
+/// room there is that room's head (seqs only grow along a room's partition), and its
+/// messages' client ids are not in the store yet.
+async fn fold_tail(ctx: &Context, state: &mut State, partition: u32) -> Result<(), ProcessorError> {
+    let from = ctx
+        .store
+        .checkpoint(PERSISTENCE_CHECKPOINT, partition)
+        .await?
+        .unwrap_or(0);
+    let mut folded = 0usize;
+    read_to_end(&*ctx.log, ROOM_LOG, partition, from, |record| {
+        let Some(event) = decode::<RoomEvent>("sequencer", record) else {
+            return;
+        };
+        let Some(room) = event.room else {
+            return;
+        };
+        folded += 1;
+        if event.kind == "message" && !event.client_id.is_empty() {
+            state
+                .ids
+                .insert((room.clone(), event.client_id), (event.seq, event.ts));
+        }
+        let head = state.heads.get(&room).copied().unwrap_or(0).max(event.seq);
+        state.heads.insert(room, head);
+    })
+    .await?;
+    tracing::info!(
+        partition,
+        from,
+        folded,
+        "room-log tail folded into sequencer state"
+    );
+    Ok(())
+}

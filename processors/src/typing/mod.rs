@@ -1,0 +1,162 @@
+//! Typing: each typing notice becomes one delivery per edge hosting its room (the edge skips
+//! the typist's own connections).
+//!
+//! Notices are worthless after seconds, so a new group starts at the end of the topic, and
+//! losing some in a crash is fine. The room directory is loaded from the subscriptions topic
+//! and kept current by following every partition of it (one task each).
+
+use crate::directory::{Directory, Tail};
+use crate::runtime::{self, checkpoints_of, decode, delivery, supervise, Backoff};
+use crate::{Context, Processor, ProcessorError};
+use async_trait::async_trait;
+use std::sync::{Arc, Mutex};
+use tidings_log::topics::{DELIVERIES, SUBSCRIPTIONS, TYPING};
+use tidings_log::{ConsumerOptions, Log, OutRecord, StartAt};
+use tidings_schemas::{ClientEvent, Delivery, LogRecord};
+use tokio_util::sync::CancellationToken;
+
+pub const GROUP: &str = "tidings-typing";
+/// Notices per poll.
+const BATCH: usize = 500;
+/// Subscription records per follower poll.
+const FOLLOW_BATCH: usize = 500;
+
+pub struct Typing;
+
+#[async_trait]
+impl Processor for Typing {
+    fn name(&self) -> &'static str {
+        "typing"
+    }
+
+    fn consumes(&self) -> &'static [&'static str] {
+        &[TYPING, SUBSCRIPTIONS]
+    }
+
+    fn produces(&self) -> &'static [&'static str] {
+        &[DELIVERIES]
+    }
+
+    async fn run(&self, ctx: Context, shutdown: CancellationToken) -> Result<(), ProcessorError> {
+        supervise(self.name(), &shutdown, || {
+            Box::pin(session(&ctx, &shutdown))
+        })
+        .await
+    }
+}
+
+type Shared = Arc<Mutex<Directory>>;
+
+async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), ProcessorError> {
+    let (directory, tails) = Directory::load(&*ctx.log).await?;
+    let directory: Shared = Arc::new(Mutex::new(directory));
+    // The followers live exactly as long as this session.
+    let followers = shutdown.child_token();
+    let _stop_followers = followers.clone().drop_guard();
+    for tail in tails {
+        tokio::spawn(follow(
+            ctx.log.clone(),
+            directory.clone(),
+            tail,
+            followers.clone(),
+        ));
+    }
+
+    let options = ConsumerOptions {
+        start_at: StartAt::Latest,
+        transactional_id: Some(format!("tidings-typing-{}", ctx.node)),
+    };
+    let mut consumer = ctx.log.consumer(GROUP, &[TYPING], options).await?;
+    loop {
+        let records = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            polled = consumer.poll(BATCH, runtime::POLL_WAIT) => polled?,
+        };
+        if records.is_empty() {
+            continue;
+        }
+        let mut out = Vec::new();
+        for event in records
+            .iter()
+            .filter_map(|r| decode::<ClientEvent>("typing", r))
+        {
+            relay(ctx, &directory, &event, &mut out)?;
+        }
+        // One transaction per batch: one fsync / Kafka round trip, not one per notice.
+        consumer.commit_with(out, &checkpoints_of(&records)).await?;
+    }
+}
+
+fn relay(
+    ctx: &Context,
+    directory: &Shared,
+    event: &ClientEvent,
+    out: &mut Vec<OutRecord>,
+) -> Result<(), ProcessorError> {
+    let Some(room) = event.room.as_deref() else {
+        return Ok(());
+    };
+    if event.kind != "typing" {
+        return Ok(());
+    }
+    // Edges are copied out so the lock is not held while encoding.
+    let edges: Vec<String> = directory
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .edges(room)
+        .map(str::to_string)
+        .collect();
+    for edge in edges {
+        let notice = Delivery {
+            room: Some(room.to_string()),
+            user: event.user.clone(),
+            on: Some(event.on.unwrap_or(false)),
+            ..delivery("typing", &edge, &ctx.node, &event.trace_id)
+        };
+        out.push(OutRecord::new(DELIVERIES, &edge, notice.encode()?));
+    }
+    Ok(())
+}
+
+/// Follows one subscriptions partition into the directory until `stop`; on an error, reopens
+/// the reader where it was after a bounded backoff.
+async fn follow(log: Arc<dyn Log>, directory: Shared, tail: Tail, stop: CancellationToken) {
+    let Tail {
+        partition,
+        mut reader,
+        mut next,
+    } = tail;
+    let mut backoff = Backoff::new();
+    loop {
+        let polled = tokio::select! {
+            _ = stop.cancelled() => return,
+            polled = reader.poll(FOLLOW_BATCH, runtime::POLL_WAIT) => polled,
+        };
+        match polled {
+            Ok(records) => {
+                backoff.reset();
+                if let Some(last) = records.last() {
+                    next = last.offset + 1;
+                }
+                let mut directory = directory
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                for record in &records {
+                    directory.apply_record(record);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(partition, %error, "subscriptions follower failed; reopening");
+                if !backoff.sleep(&stop).await {
+                    return;
+                }
+                match log.reader(SUBSCRIPTIONS, partition, next).await {
+                    Ok(fresh) => reader = fresh,
+                    Err(error) => {
+                        tracing::warn!(partition, %error, "reopening subscriptions reader failed")
+                    }
+                }
+            }
+        }
+    }
+}

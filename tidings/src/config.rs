@@ -1,0 +1,288 @@
+//! Every setting of the binary, in one place: defaults, then the config file, then the
+//! environment (`TIDINGS_*`), each overriding the one before.
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use tidings_log::kafka::KafkaConfig;
+use tidings_store::cassandra::{parse_consistency, CassandraConfig};
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address:port the edge serves (Socket.IO, HTTP).
+    pub listen: String,
+    /// Where the embedded log and store live (`tidings standalone`).
+    pub data_dir: PathBuf,
+    /// HS256 key for client tokens. Empty in standalone: a random one is made and the
+    /// development token endpoint is turned on.
+    pub jwt_secret: String,
+    /// Serve `POST /dev/token` (mints tokens for any name). Never in production.
+    pub dev_tokens: bool,
+    /// Longest message, in characters.
+    pub max_text: usize,
+    /// Case-insensitive terms that get a message rejected.
+    pub blocked_terms: Vec<String>,
+    /// Events a connection may send per second, and the burst above that.
+    pub rate_per_sec: f64,
+    pub rate_burst: f64,
+    /// This process's id on the log; generated when empty. Give each replica a stable one,
+    /// so a restarted processor takes its partitions back at once.
+    pub node_id: String,
+    /// `json` (production) or `text`.
+    pub log_format: String,
+    pub kafka: KafkaSection,
+    pub cassandra: CassandraSection,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSection {
+    pub brokers: String,
+    pub linger_ms: u32,
+    pub fetch_wait_ms: u32,
+    pub replication_factor: i32,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CassandraSection {
+    pub contact_points: Vec<String>,
+    pub keyspace: String,
+    pub replication_factor: u32,
+    pub consistency: String,
+    pub bucket_size: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            jwt_secret: String::new(),
+            dev_tokens: false,
+            max_text: 4000,
+            blocked_terms: Vec::new(),
+            rate_per_sec: 20.0,
+            rate_burst: 40.0,
+            node_id: String::new(),
+            log_format: "text".into(),
+            kafka: KafkaSection::default(),
+            cassandra: CassandraSection::default(),
+        }
+    }
+}
+
+impl Default for KafkaSection {
+    fn default() -> Self {
+        let defaults = KafkaConfig::new("");
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            linger_ms: defaults.linger_ms,
+            fetch_wait_ms: defaults.fetch_wait_ms,
+            replication_factor: defaults.replication_factor,
+        }
+    }
+}
+
+impl Default for CassandraSection {
+    fn default() -> Self {
+        let defaults = CassandraConfig::new(Vec::new());
+        Self {
+            contact_points: vec!["127.0.0.1:9042".into()],
+            keyspace: defaults.keyspace,
+            replication_factor: 1,
+            consistency: "LOCAL_QUORUM".into(),
+            bucket_size: defaults.bucket_size,
+        }
+    }
+}
+
+fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+impl Config {
+    /// Defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        let parse = |name: &str, value: String| -> Result<usize> {
+            value
+                .parse()
+                .with_context(|| format!("{name} must be a whole number, got {value:?}"))
+        };
+        if let Some(v) = env("TIDINGS_LISTEN") {
+            config.listen = v;
+        }
+        if let Some(v) = env("TIDINGS_DATA_DIR") {
+            config.data_dir = v.into();
+        }
+        if let Some(v) = env("TIDINGS_JWT_SECRET") {
+            config.jwt_secret = v;
+        }
+        if let Some(v) = env("TIDINGS_DEV_TOKENS") {
+            config.dev_tokens = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        if let Some(v) = env("TIDINGS_MAX_TEXT") {
+            config.max_text = parse("TIDINGS_MAX_TEXT", v)?;
+        }
+        if let Some(v) = env("TIDINGS_BLOCKED_TERMS") {
+            config.blocked_terms = list(&v);
+        }
+        if let Some(v) = env("TIDINGS_RATE_PER_SEC") {
+            config.rate_per_sec = v
+                .parse()
+                .with_context(|| format!("TIDINGS_RATE_PER_SEC must be a number, got {v:?}"))?;
+        }
+        if let Some(v) = env("TIDINGS_RATE_BURST") {
+            config.rate_burst = v
+                .parse()
+                .with_context(|| format!("TIDINGS_RATE_BURST must be a number, got {v:?}"))?;
+        }
+        if let Some(v) = env("TIDINGS_NODE_ID") {
+            config.node_id = v;
+        }
+        if let Some(v) = env("TIDINGS_LOG_FORMAT") {
+            config.log_format = v;
+        }
+        if let Some(v) = env("TIDINGS_KAFKA_BROKERS") {
+            config.kafka.brokers = v;
+        }
+        if let Some(v) = env("TIDINGS_CASSANDRA") {
+            config.cassandra.contact_points = list(&v);
+        }
+        if let Some(v) = env("TIDINGS_CASSANDRA_KEYSPACE") {
+            config.cassandra.keyspace = v;
+        }
+        if let Some(v) = env("TIDINGS_CASSANDRA_CONSISTENCY") {
+            config.cassandra.consistency = v;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.max_text == 0 {
+            bail!("max_text must be at least 1");
+        }
+        if !(self.rate_per_sec > 0.0 && self.rate_burst >= 1.0) {
+            bail!("rate_per_sec must be above 0 and rate_burst at least 1");
+        }
+        if !matches!(self.log_format.as_str(), "json" | "text") {
+            bail!("log_format must be json or text, got {:?}", self.log_format);
+        }
+        if parse_consistency(&self.cassandra.consistency).is_none() {
+            bail!(
+                "unknown Cassandra consistency {:?}",
+                self.cassandra.consistency
+            );
+        }
+        let keyspace_ok = !self.cassandra.keyspace.is_empty()
+            && self.cassandra.keyspace.len() <= 48
+            && self
+                .cassandra
+                .keyspace
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !keyspace_ok {
+            bail!("keyspace must be 1-48 letters, digits or _");
+        }
+        Ok(())
+    }
+
+    pub fn kafka(&self) -> KafkaConfig {
+        let mut kafka = KafkaConfig::new(&self.kafka.brokers);
+        kafka.linger_ms = self.kafka.linger_ms;
+        kafka.fetch_wait_ms = self.kafka.fetch_wait_ms;
+        kafka.replication_factor = self.kafka.replication_factor;
+        kafka
+    }
+
+    pub fn cassandra(&self) -> CassandraConfig {
+        let mut cassandra = CassandraConfig::new(self.cassandra.contact_points.clone());
+        cassandra.keyspace = self.cassandra.keyspace.clone();
+        cassandra.replication = format!(
+            "{{'class': 'SimpleStrategy', 'replication_factor': {}}}",
+            self.cassandra.replication_factor
+        );
+        // Checked in validate().
+        if let Some(c) = parse_consistency(&self.cassandra.consistency) {
+            cassandra.consistency = c;
+        }
+        cassandra.bucket_size = self.cassandra.bucket_size;
+        cassandra
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_match_the_client_contract() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8080");
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.max_text, 4000);
+        assert!(config.blocked_terms.is_empty());
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tidings.toml");
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:9000\"\nmax_text = 10\n[cassandra]\nkeyspace = \"chat\"\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[
+                ("TIDINGS_MAX_TEXT", "20"),
+                ("TIDINGS_BLOCKED_TERMS", " spam, Eggs ,,"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.listen, "0.0.0.0:9000");
+        assert_eq!(config.max_text, 20);
+        assert_eq!(config.blocked_terms, vec!["spam", "Eggs"]);
+        assert_eq!(config.cassandra().keyspace, "chat");
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_setting_named() {
+        let err = Config::load(None, env(&[("TIDINGS_MAX_TEXT", "lots")])).unwrap_err();
+        assert!(err.to_string().contains("TIDINGS_MAX_TEXT"), "{err}");
+        assert!(Config::load(None, env(&[("TIDINGS_CASSANDRA_CONSISTENCY", "MOST")])).is_err());
+        assert!(Config::load(None, env(&[("TIDINGS_CASSANDRA_KEYSPACE", "drop table;")])).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "lisen = \"typo\"\n").unwrap();
+        assert!(
+            Config::load(Some(&file), env(&[])).is_err(),
+            "unknown keys are errors"
+        );
+    }
+}
