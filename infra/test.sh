@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test of Tidings against real services: starts Apache Kafka and Apache Cassandra
+# (infra/services.sh), runs the Rust tests and the whole-system tests with stock Socket.IO
+# clients and a real browser, then stops the services, also on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+export TIDINGS_BIN=$CARGO_TARGET_DIR/debug/tidings
+export TIDINGS_KAFKA_BROKERS=${TIDINGS_KAFKA_BROKERS:-127.0.0.1:9092}
+export TIDINGS_CASSANDRA=${TIDINGS_CASSANDRA:-127.0.0.1:9042}
+
+trap 'infra/services.sh stop' EXIT
+cargo build --workspace --all-targets
+infra/services.sh start
+
+cargo test --workspace
+
+# Stock clients: socket.io-client (npm), python-socketio (PyPI), and Playwright in chromium.
+(cd tests/system && npm install --no-audit --no-fund --silent)
+python3 -m pip install --quiet -r tests/system/requirements.txt
+(cd tests/system && node --test --test-concurrency=1 --test-timeout=900000)
+python3 -m pytest -q tests/system

@@ -1,0 +1,79 @@
+"""The stock python-socketio client against `tidings standalone`."""
+
+import threading
+import time
+import uuid
+
+import pytest
+import socketio
+
+from conftest import make_token
+
+
+def connect(url, sub):
+    client = socketio.Client(reconnection=False)
+    client.received = []
+    ready = threading.Event()
+
+    @client.on("message")
+    def on_message(data):
+        client.received.append(data)
+        ready.set()
+
+    client.connect(url, auth={"token": make_token(sub)}, transports=["websocket"], wait_timeout=10)
+    return client
+
+
+def wait_for(predicate, timeout=15):
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_two_python_clients_chat_and_resume(server):
+    room = f"py-{uuid.uuid4().hex[:8]}"
+    ada, bob = connect(server, "ada"), connect(server, "bob")
+    assert ada.call("join", {"room": room}, timeout=15) == {"ok": True, "room": room, "head": 0}
+    assert bob.call("join", {"room": room}, timeout=15)["ok"] is True
+
+    ack = ada.call("send", {"room": room, "id": "p1", "text": "from python"}, timeout=15)
+    assert ack["ok"] is True and ack["seq"] == 1
+    wait_for(lambda: len(bob.received) == 1)
+    assert bob.received[0]["from"] == "ada"
+    assert bob.received[0]["text"] == "from python"
+    assert bob.received[0]["seq"] == 1
+
+    bob.disconnect()
+    for i in range(2, 6):
+        assert ada.call("send", {"room": room, "id": f"p{i}", "text": f"missed {i}"}, timeout=15)["seq"] == i
+    back = connect(server, "bob")
+    joined = back.call("join", {"room": room, "since": 1}, timeout=15)
+    assert joined == {"ok": True, "room": room, "head": 5}
+    assert [m["seq"] for m in back.received] == [2, 3, 4, 5]
+
+    again = ada.call("send", {"room": room, "id": "p1", "text": "from python"}, timeout=15)
+    assert again["seq"] == 1, "a resend gets the original seq"
+    ada.disconnect()
+    back.disconnect()
+
+
+def test_bad_token_is_unauthorized(server):
+    client = socketio.Client(reconnection=False)
+    reasons = []
+    client.on("connect_error", lambda data: reasons.append(data))
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect(server, auth={"token": make_token("eve", secret="wrong")}, transports=["websocket"], wait_timeout=10)
+    wait_for(lambda: reasons)
+    message = reasons[0]["message"] if isinstance(reasons[0], dict) else reasons[0]
+    assert message == "unauthorized"
+
+
+def test_bad_input_gets_codes_and_the_connection_serves_on(server):
+    client = connect(server, "carol")
+    room = f"py-{uuid.uuid4().hex[:8]}"
+    assert client.call("send", {"room": room, "id": "x", "text": "hi"}, timeout=15)["error"]["code"] == "not_joined"
+    assert client.call("join", {"room": "bad room"}, timeout=15)["error"]["code"] == "invalid"
+    assert client.call("join", {"room": room}, timeout=15)["ok"] is True
+    assert client.call("send", {"room": room, "id": "ok", "text": "fine"}, timeout=15)["seq"] == 1
+    client.disconnect()
