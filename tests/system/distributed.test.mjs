@@ -1,11 +1,5 @@
-import { spawnSync } from 'node:child_process';
 import { contractSuite } from './contract.mjs';
-import { BIN, Proc, distributedEnv, freePort, unique } from './harness.mjs';
-
-export function migrate(env) {
-  const result = spawnSync(BIN, ['migrate'], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 120000 });
-  if (result.status !== 0) throw new Error(`tidings migrate failed: ${result.stderr}`);
-}
+import { Proc, distributedEnv, freePort, migrate, unique } from './harness.mjs';
 
 contractSuite('Kafka and Cassandra (two edges, processors apart)', async () => {
   const env = distributedEnv();

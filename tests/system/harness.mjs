@@ -1,7 +1,7 @@
 // Starts real `tidings` processes and drives them with the stock socket.io-client.
 // Used by every *.test.mjs here; nothing in it fakes a part of Tidings.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHmac, randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -148,4 +148,10 @@ export function connect(url, auth, { transports = ['websocket'] } = {}) {
 
 export function call(socket, event, payload, timeoutMs = 15000) {
   return socket.timeout(timeoutMs).emitWithAck(event, payload);
+}
+
+/** `tidings migrate`: creates the topics and the keyspace (idempotent). */
+export function migrate(env) {
+  const result = spawnSync(BIN, ['migrate'], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 120000 });
+  if (result.status !== 0) throw new Error(`tidings migrate failed: ${result.stderr}`);
 }
