@@ -207,18 +207,34 @@ async fn run(
     Ok(())
 }
 
+/// The generated key of a standalone without TIDINGS_JWT_SECRET, made once per data dir.
+fn dev_secret(data_dir: &std::path::Path) -> Result<String> {
+    let path = data_dir.join("dev-jwt-secret");
+    if let Ok(secret) = std::fs::read_to_string(&path) {
+        if !secret.trim().is_empty() {
+            return Ok(secret.trim().to_string());
+        }
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let secret = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    Ok(secret)
+}
+
 async fn standalone(mut config: Config, shutdown: CancellationToken) -> Result<()> {
     if config.jwt_secret.is_empty() {
-        // A new user's first run: no secret configured, so mint one and let the page get
-        // tokens from /dev/token. Configure TIDINGS_JWT_SECRET for anything real.
-        config.jwt_secret = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
+        // A new user's first run: no secret configured, so make one and let the page get
+        // tokens from /dev/token. It is kept in the data dir so tokens survive a restart.
+        // Configure TIDINGS_JWT_SECRET for anything real.
+        config.jwt_secret = dev_secret(&config.data_dir)?;
         config.dev_tokens = true;
         tracing::warn!(
-            "TIDINGS_JWT_SECRET is not set: using a random key and serving POST /dev/token"
+            "TIDINGS_JWT_SECRET is not set: using a generated key and serving POST /dev/token"
         );
     }
     let log = EmbeddedLog::open(&config.data_dir.join("log.redb"))
