@@ -29,7 +29,7 @@ pub const CLIENT_EVENTS: &str = "tidings.client-events";
 pub const ROOM_LOG: &str = "tidings.room-log";
 /// Deliveries to edges, keyed by target edge.
 pub const DELIVERIES: &str = "tidings.deliveries";
-/// Which edge hosts which rooms, keyed by room.
+/// Which edge hosts which rooms, compacted, keyed by `room@edge`.
 pub const SUBSCRIPTIONS: &str = "tidings.subscriptions";
 /// Typing notices, keyed by room; only useful for seconds.
 pub const TYPING: &str = "tidings.typing";
@@ -57,4 +57,43 @@ pub fn all() -> Vec<TopicSpec> {
             ..TopicSpec::new(TYPING, 8)
         },
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `terraform/topics.tf.json` provisions what the programs expect: the same names,
+    /// partitions, retention and compaction as [`all`].
+    #[test]
+    fn terraform_provisions_exactly_these_topics() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../terraform/topics.tf.json");
+        let text = std::fs::read_to_string(path).expect("terraform/topics.tf.json exists");
+        let json: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        let declared = json["locals"]["topics"]
+            .as_object()
+            .expect("locals.topics is a map");
+        assert_eq!(declared.len(), all().len(), "same number of topics");
+        for spec in all() {
+            let topic = &declared[&spec.name];
+            assert_eq!(
+                topic["partitions"].as_u64(),
+                Some(spec.partitions as u64),
+                "{}",
+                spec.name
+            );
+            assert_eq!(
+                topic["retention_ms"].as_i64(),
+                Some(spec.retention_ms.unwrap_or(-1)),
+                "{}",
+                spec.name
+            );
+            assert_eq!(
+                topic["compacted"].as_bool(),
+                Some(spec.compacted),
+                "{}",
+                spec.name
+            );
+        }
+    }
 }
