@@ -48,7 +48,7 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         value_bytes: usize,
         /// Kafka producer linger.ms.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 0)]
         linger_ms: u32,
         #[arg(long, default_value = "127.0.0.1:9092")]
         brokers: String,

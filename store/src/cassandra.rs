@@ -210,28 +210,27 @@ impl CassandraStore {
 
     async fn write_one(&self, m: &StoredMessage) -> Result<()> {
         // A rewrite of the same (room, seq) carries the same values: an idempotent upsert.
-        self.session
-            .execute_unpaged(
-                &self.statements.insert_message,
-                (
-                    &m.room,
-                    self.bucket_of(m.seq),
-                    m.seq,
-                    &m.client_id,
-                    &m.from,
-                    &m.text,
-                    m.ts,
-                ),
-            )
-            .await
-            .map_err(unavailable)?;
-        self.session
-            .execute_unpaged(
-                &self.statements.insert_client_id,
-                (&m.room, &m.client_id, m.seq),
-            )
-            .await
-            .map_err(unavailable)?;
+        // The head moves only after the message is readable: an edge that sees head N and
+        // then reads up to N must find it.
+        let message = self.session.execute_unpaged(
+            &self.statements.insert_message,
+            (
+                &m.room,
+                self.bucket_of(m.seq),
+                m.seq,
+                &m.client_id,
+                &m.from,
+                &m.text,
+                m.ts,
+            ),
+        );
+        let client_id = self.session.execute_unpaged(
+            &self.statements.insert_client_id,
+            (&m.room, &m.client_id, m.seq),
+        );
+        let (message, client_id) = futures::join!(message, client_id);
+        message.map_err(unavailable)?;
+        client_id.map_err(unavailable)?;
         self.session
             .execute_unpaged(&self.statements.insert_head, (m.seq, m.seq, &m.room))
             .await
