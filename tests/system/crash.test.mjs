@@ -10,19 +10,26 @@ import { ResilientReceiver, ResilientSender } from './resilient.mjs';
 const TOTAL = 3000;
 const WINDOW = 100;
 
+/** Every message of the room, paging `history` backwards; retried as a client would. */
 async function fullHistory(url, room) {
-  const socket = await connect(url, { token: token('auditor') });
-  const all = [];
-  let before;
-  for (;;) {
-    const page = await call(socket, 'history', before === undefined ? { room, limit: 200 } : { room, before, limit: 200 });
-    assert.equal(page.ok, true, JSON.stringify(page));
-    all.unshift(...page.messages);
-    if (!page.has_more || page.messages.length === 0) break;
-    before = page.messages[0].seq;
+  for (let attempt = 1; ; attempt++) {
+    const socket = await connect(url, { token: token('auditor') });
+    try {
+      const all = [];
+      let before;
+      for (;;) {
+        const page = await call(socket, 'history', before === undefined ? { room, limit: 200 } : { room, before, limit: 200 });
+        assert.equal(page.ok, true, JSON.stringify(page));
+        all.unshift(...page.messages);
+        if (!page.has_more || page.messages.length === 0) return all;
+        before = page.messages[0].seq;
+      }
+    } catch (err) {
+      if (attempt >= 3) throw new Error(`history of ${room} from ${url}: ${err.message}`);
+    } finally {
+      socket.close();
+    }
   }
-  socket.close();
-  return all;
 }
 
 /** Streams TOTAL sends; `crashes` are [fraction, action] pairs run as progress passes them. */
@@ -64,12 +71,25 @@ async function streamThroughCrashes({ senderUrls, receiverUrls, auditUrl, crashe
   return { receiver, sender };
 }
 
+/** On failure, shows what the processes said (RUST_LOG=warn keeps it short). */
+async function withLogs(procs, run) {
+  try {
+    return await run();
+  } catch (err) {
+    for (const [name, p] of Object.entries(procs)) {
+      console.error(`--- ${name} (last output) ---\n${p.output.join('').slice(-4000)}`);
+    }
+    throw err;
+  }
+}
+
 describe('G1-G4 under SIGKILL', () => {
-  it('standalone: the whole process is killed twice mid-stream', async () => {
+  it('standalone: the whole process is killed twice mid-stream', async (t) => {
     const data = tempDir();
     const proc = await standalone(data);
+    t.after(() => proc.kill('SIGTERM'));
     const urls = () => [proc.url];
-    const { receiver } = await streamThroughCrashes({
+    const { receiver } = await withLogs({ proc }, () => streamThroughCrashes({
       senderUrls: urls,
       receiverUrls: urls,
       auditUrl: () => proc.url,
@@ -77,12 +97,11 @@ describe('G1-G4 under SIGKILL', () => {
         [0.3, () => proc.restart()],
         [0.7, () => proc.restart()],
       ],
-    });
+    }));
     assert.ok(receiver.rejoins >= 2, 'the receiver was cut off by the kills and rejoined');
-    await proc.kill('SIGTERM');
   });
 
-  it('Kafka and Cassandra: an edge, each processor, and the other edge are killed mid-stream', async () => {
+  it('Kafka and Cassandra: an edge, each processor, and the other edge are killed mid-stream', async (t) => {
     const env = distributedEnv();
     migrate(env);
     const proc = (args, name, port) => new Proc(args, { ...env, TIDINGS_NODE_ID: unique(name) }, { port });
@@ -92,13 +111,17 @@ describe('G1-G4 under SIGKILL', () => {
     }
     const edgeA = await proc(['edge'], 'edge-a', await freePort()).start();
     const edgeB = await proc(['edge'], 'edge-b', await freePort()).start();
+    const all = { edgeA, edgeB, ...processors };
+    t.after(async () => {
+      for (const p of Object.values(all)) await p.kill('SIGTERM');
+    });
     const up = (edge) => edge.child && edge.child.exitCode === null;
     const prefer = (first, second) => () => [first, second].filter(up).map((e) => e.url);
     const bounce = (p) => async () => {
       await p.kill();
       await p.start();
     };
-    const { receiver } = await streamThroughCrashes({
+    const { receiver } = await withLogs(all, () => streamThroughCrashes({
       senderUrls: prefer(edgeA, edgeB),
       receiverUrls: prefer(edgeB, edgeA),
       auditUrl: () => prefer(edgeB, edgeA)()[0],
@@ -110,8 +133,7 @@ describe('G1-G4 under SIGKILL', () => {
         [0.7, bounce(edgeB)],
         [0.85, bounce(processors.sequencer)],
       ],
-    });
+    }));
     assert.ok(receiver.rejoins >= 1, 'the receiver lost its edge and rejoined on the other');
-    for (const p of [edgeA, edgeB, ...Object.values(processors)]) await p.kill('SIGTERM');
   });
 });
