@@ -53,6 +53,16 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9092")]
         brokers: String,
     },
+    /// The embedded engine choice: redb against fjall on the log's access pattern
+    /// (durable appends of small records, then a range scan).
+    Engines {
+        #[arg(long, default_value_t = 2000)]
+        durable_appends: usize,
+        #[arg(long, default_value_t = 100_000)]
+        batched_records: usize,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+    },
     /// Append and read latency.
     Store {
         #[arg(long, value_enum)]
@@ -234,6 +244,116 @@ async fn bench_store(
     Ok(())
 }
 
+fn log_key(offset: u64) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..4].copy_from_slice(&3u32.to_be_bytes());
+    key[4..].copy_from_slice(&offset.to_be_bytes());
+    key
+}
+
+/// One engine behind the two operations the embedded log needs.
+trait Engine {
+    fn name(&self) -> &'static str;
+    /// Writes `records` and returns once they are on disk (fsync).
+    fn append_durably(&mut self, records: &[([u8; 12], Vec<u8>)]) -> Result<()>;
+    fn scan(&self, from: [u8; 12], count: usize) -> Result<usize>;
+}
+
+struct Redb(redb::Database);
+const REDB_TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("records");
+
+impl Engine for Redb {
+    fn name(&self) -> &'static str {
+        "redb"
+    }
+    fn append_durably(&mut self, records: &[([u8; 12], Vec<u8>)]) -> Result<()> {
+        let txn = self.0.begin_write()?;
+        {
+            let mut table = txn.open_table(REDB_TABLE)?;
+            for (k, v) in records {
+                table.insert(&k[..], &v[..])?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+    fn scan(&self, from: [u8; 12], count: usize) -> Result<usize> {
+        use redb::ReadableDatabase;
+        let txn = self.0.begin_read()?;
+        let table = txn.open_table(REDB_TABLE)?;
+        let mut n = 0;
+        for entry in table.range(&from[..]..)?.take(count) {
+            let (_, v) = entry?;
+            n += v.value().len().min(1);
+        }
+        Ok(n)
+    }
+}
+
+struct Fjall(fjall::Database, fjall::Keyspace);
+
+impl Engine for Fjall {
+    fn name(&self) -> &'static str {
+        "fjall"
+    }
+    fn append_durably(&mut self, records: &[([u8; 12], Vec<u8>)]) -> Result<()> {
+        let mut batch = self.0.batch().durability(Some(fjall::PersistMode::SyncAll));
+        for (k, v) in records {
+            batch.insert(&self.1, k.to_vec(), v.clone());
+        }
+        batch.commit()?;
+        Ok(())
+    }
+    fn scan(&self, from: [u8; 12], count: usize) -> Result<usize> {
+        let mut n = 0;
+        for guard in self.1.range(from..).take(count) {
+            let (_, v) = guard.into_inner()?;
+            n += v.len().min(1);
+        }
+        Ok(n)
+    }
+}
+
+fn bench_engines(durable_appends: usize, batched_records: usize, batch: usize) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let fjall_db = fjall::Database::builder(dir.path().join("fjall")).open()?;
+    let keyspace = fjall_db.keyspace("records", fjall::KeyspaceCreateOptions::default)?;
+    let engines: Vec<Box<dyn Engine>> = vec![
+        Box::new(Redb(redb::Database::create(dir.path().join("redb"))?)),
+        Box::new(Fjall(fjall_db, keyspace)),
+    ];
+    let value = vec![b'x'; 200];
+    for mut engine in engines {
+        let mut latency = histogram();
+        for offset in 0..durable_appends as u64 {
+            let started = Instant::now();
+            engine.append_durably(&[(log_key(offset), value.clone())])?;
+            latency.record(started.elapsed().as_micros() as u64)?;
+        }
+        let started = Instant::now();
+        let mut offset = durable_appends as u64;
+        for _ in 0..batched_records.div_ceil(batch) {
+            let records: Vec<_> = (0..batch as u64)
+                .map(|i| (log_key(offset + i), value.clone()))
+                .collect();
+            offset += batch as u64;
+            engine.append_durably(&records)?;
+        }
+        let batched_secs = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let scanned = engine.scan(log_key(0), offset as usize)?;
+        let scan_secs = started.elapsed().as_secs_f64();
+        report(serde_json::json!({
+            "scenario": "engine.log_pattern", "engine": engine.name(),
+            "durable_append_p50_ms": ms(&latency, 0.5), "durable_append_p99_ms": ms(&latency, 0.99),
+            "batched_records_per_s": ((offset as usize - durable_appends) as f64 / batched_secs).round(),
+            "batch": batch,
+            "scan_records_per_s": (scanned as f64 / scan_secs).round(),
+        }));
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().command {
@@ -255,6 +375,11 @@ async fn main() -> Result<()> {
             )
             .await
         }
+        Command::Engines {
+            durable_appends,
+            batched_records,
+            batch,
+        } => bench_engines(durable_appends, batched_records, batch),
         Command::Store {
             backend,
             appends,
