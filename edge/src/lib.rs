@@ -90,6 +90,13 @@ pub async fn serve_on(
     );
     let app = http::router(shared.clone()).layer(layer);
     let stop = shutdown.clone();
+    // Small frames (acks, messages) must leave at once: with Nagle on, an ack written behind
+    // another frame waits for the client's delayed ACK (40 ms on Linux).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             stop.cancelled().await;

@@ -160,6 +160,12 @@ impl Config {
         if let Some(v) = env("TIDINGS_KAFKA_BROKERS") {
             config.kafka.brokers = v;
         }
+        if let Some(v) = env("TIDINGS_KAFKA_LINGER_MS") {
+            config.kafka.linger_ms = parse("TIDINGS_KAFKA_LINGER_MS", v)? as u32;
+        }
+        if let Some(v) = env("TIDINGS_KAFKA_FETCH_WAIT_MS") {
+            config.kafka.fetch_wait_ms = parse("TIDINGS_KAFKA_FETCH_WAIT_MS", v)? as u32;
+        }
         if let Some(v) = env("TIDINGS_CASSANDRA") {
             config.cassandra.contact_points = list(&v);
         }
