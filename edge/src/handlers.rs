@@ -33,13 +33,16 @@ impl std::fmt::Display for Unauthorized {
 
 /// Registers the `/` namespace.
 pub fn register(io: &SocketIo, shared: Arc<Shared>) {
-    let auth_shared = shared.clone();
     let middleware = move |s: SocketRef, TryData(auth): TryData<Value>| {
-        let shared = auth_shared.clone();
+        let shared = shared.clone();
         async move {
             match shared.verifier.verify_auth(auth.ok().as_ref()) {
                 Ok(claims) => {
-                    s.extensions.insert(Arc::new(claims));
+                    // Handlers are registered here, before the client is told it is
+                    // connected: socketioxide sends CONNECT and only then spawns the connect
+                    // handler, so an event sent right after `connect` (a page's first join)
+                    // could otherwise arrive before its handler exists and never be acked.
+                    on_connect(shared, s, claims);
                     Ok(())
                 }
                 Err(e) => {
@@ -50,18 +53,11 @@ pub fn register(io: &SocketIo, shared: Arc<Shared>) {
             }
         }
     };
-    let connect = move |s: SocketRef| {
-        let shared = shared.clone();
-        async move { on_connect(shared, s) }
-    };
+    let connect = async |_: SocketRef| {};
     io.ns("/", connect.with(middleware));
 }
 
-fn on_connect(shared: Arc<Shared>, s: SocketRef) {
-    let Some(claims) = s.extensions.remove::<Arc<Claims>>() else {
-        let _ = s.disconnect();
-        return;
-    };
+fn on_connect(shared: Arc<Shared>, s: SocketRef, claims: Claims) {
     let bucket = TokenBucket::new(shared.config.events_per_sec, shared.config.events_burst);
     let conn = Arc::new(Conn::new(
         s.clone(),

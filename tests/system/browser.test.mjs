@@ -15,8 +15,17 @@ async function openTab(browser, url, name, room) {
   await page.fill('#name', name);
   await page.fill('#room', room);
   await page.click('#go');
-  await page.waitForSelector('#text:not([disabled])', { timeout: 20000 });
+  await untilJoined(page);
   return page;
+}
+
+async function untilJoined(page, proc) {
+  try {
+    await page.waitForSelector('#text:not([disabled])', { timeout: 30000 });
+  } catch (err) {
+    const state = await page.evaluate(() => [document.querySelector('#status').textContent, document.querySelector('#log').textContent]);
+    throw new Error(`page did not join: ${JSON.stringify(state)}`);
+  }
 }
 
 const messages = (page) => page.$$eval('#log .msg', (els) => els.map((e) => e.textContent));
@@ -45,10 +54,13 @@ describe('browser chat page', () => {
     await bob.waitForFunction(() => document.querySelector('#log').textContent.includes('hello from a browser'), null, { timeout: 10000 });
     assert.match((await messages(bob))[0], /ada\s*hello from a browser\s*#1/);
 
-    // Kill the server; the page reconnects by itself and rejoins with since.
-    await proc.restart();
-    await ada.waitForSelector('#text:not([disabled])', { timeout: 30000 });
-    await bob.waitForSelector('#text:not([disabled])', { timeout: 30000 });
+    // Kill the server; the page notices, reconnects by itself and rejoins with since.
+    await proc.kill();
+    for (const page of [ada, bob]) {
+      await page.waitForSelector('#text[disabled]', { timeout: 10000 });
+    }
+    await proc.start();
+    for (const page of [ada, bob]) await untilJoined(page);
     await bob.fill('#text', 'back after the crash');
     await bob.press('#text', 'Enter');
     await ada.waitForFunction(() => document.querySelector('#log').textContent.includes('back after the crash'), null, { timeout: 20000 });
