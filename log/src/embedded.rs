@@ -407,6 +407,14 @@ impl Log for EmbeddedLog {
         positions.into_iter().next().ok_or(LogError::Closed)
     }
 
+    /// One transaction: in order, and here even atomic.
+    async fn produce_batch(&self, records: Vec<OutRecord>) -> Result<Vec<Position>> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(records, None).await
+    }
+
     async fn consumer(
         &self,
         group: &str,

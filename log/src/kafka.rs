@@ -19,9 +19,8 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode as Code;
-use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -210,29 +209,64 @@ impl KafkaLog {
         Ok(count)
     }
 
-    async fn send(&self, producer: &FutureProducer, record: &OutRecord) -> Result<Position> {
+    /// Hands `record` to librdkafka now, so records enqueued one after another keep their
+    /// order in a partition (the idempotent producer preserves it through retries).
+    async fn enqueue(&self, producer: &FutureProducer, record: &OutRecord) -> Result<DeliveryFuture> {
         validate(record)?;
         let partition = partition_for(&record.key, self.partition_count(&record.topic).await?);
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (name, value) in &record.headers {
-            headers = headers.insert(Header {
-                key: name,
-                value: Some(value.as_bytes()),
-            });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for (name, value) in &record.headers {
+                headers = headers.insert(Header {
+                    key: name,
+                    value: Some(value.as_bytes()),
+                });
+            }
+            let future_record = FutureRecord::to(&record.topic)
+                .key(record.key.as_bytes())
+                .payload(&record.value)
+                .partition(partition as i32)
+                .headers(headers);
+            match producer.send_result(future_record) {
+                Ok(delivery) => return Ok(delivery),
+                // The bounded local queue is full: wait a little, then report `unavailable`.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((e, _)) => return Err(unavailable(e)),
+            }
         }
-        let future_record = FutureRecord::to(&record.topic)
-            .key(record.key.as_bytes())
-            .payload(&record.value)
-            .partition(partition as i32)
-            .headers(headers);
-        let delivery = producer
-            .send(future_record, Timeout::After(Duration::from_secs(5)))
-            .await
-            .map_err(|(e, _)| unavailable(e))?;
-        Ok(Position {
-            partition: delivery.partition as u32,
-            offset: delivery.offset,
-        })
+    }
+
+    async fn send(&self, producer: &FutureProducer, record: &OutRecord) -> Result<Position> {
+        delivered(self.enqueue(producer, record).await?).await
+    }
+
+    /// Enqueues every record in order, then waits until all are durable.
+    async fn send_all(&self, producer: &FutureProducer, records: &[OutRecord]) -> Result<Vec<Position>> {
+        let mut deliveries = Vec::with_capacity(records.len());
+        for record in records {
+            deliveries.push(self.enqueue(producer, record).await?);
+        }
+        let mut positions = Vec::with_capacity(deliveries.len());
+        for result in futures::future::join_all(deliveries.into_iter().map(delivered)).await {
+            positions.push(result?);
+        }
+        Ok(positions)
+    }
+}
+
+async fn delivered(delivery: DeliveryFuture) -> Result<Position> {
+    match delivery.await {
+        Ok(Ok(d)) => Ok(Position {
+            partition: d.partition as u32,
+            offset: d.offset,
+        }),
+        Ok(Err((e, _))) => Err(unavailable(e)),
+        Err(_) => Err(LogError::Unavailable("kafka producer closed".into())),
     }
 }
 
@@ -346,6 +380,10 @@ impl Log for KafkaLog {
 
     async fn produce(&self, record: OutRecord) -> Result<Position> {
         self.send(&self.producer, &record).await
+    }
+
+    async fn produce_batch(&self, records: Vec<OutRecord>) -> Result<Vec<Position>> {
+        self.send_all(&self.producer, &records).await
     }
 
     async fn consumer(
@@ -520,10 +558,7 @@ impl Consumer for KafkaConsumer {
                 .await
                 .map_err(join_error)?
                 .map_err(unavailable)?;
-            let sends = outputs.iter().map(|r| self.log.send(&producer, r));
-            for result in futures::future::join_all(sends).await {
-                result?;
-            }
+            self.log.send_all(&producer, &outputs).await?;
             let commit = producer.clone();
             tokio::task::spawn_blocking(move || {
                 commit.send_offsets_to_transaction(&list, &group, timeout)?;

@@ -172,6 +172,11 @@ pub trait Log: Send + Sync + 'static {
     /// (Kafka: acknowledged by all in-sync replicas; embedded: fsynced).
     async fn produce(&self, record: OutRecord) -> Result<Position>;
 
+    /// Appends `records` and returns once all are durable. Records of one partition keep
+    /// the order they have here, even across retries. Not atomic: after an error some may
+    /// have been appended (use [`Consumer::commit_with`] for all-or-nothing).
+    async fn produce_batch(&self, records: Vec<OutRecord>) -> Result<Vec<Position>>;
+
     /// Joins consumer group `group` on `topics`, resuming from the group's committed offsets.
     async fn consumer(
         &self,

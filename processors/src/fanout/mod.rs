@@ -4,10 +4,12 @@
 //! our partitions move), then follows the `host`/`unhost` markers in room-log order, so a
 //! message after a host marker reaches that edge (gapless resume, ARCHITECTURE.md).
 //!
-//! Deliveries of a batch go out with `commit_with`, in one transaction with the offsets:
-//! records for one edge keep room-log order (concurrent single produces could land seq 5
-//! before seq 4, and the edge drops what is below what it already passed on, losing 4), and
-//! a batch costs one fsync / one Kafka transaction instead of one per delivery.
+//! Deliveries of a batch go out with `produce_batch`, which keeps room-log order for each
+//! edge (seq 5 must never land before seq 4: the edge drops what is below what it already
+//! passed on), and only then are the offsets committed. At least once is enough: after a
+//! crash the edge drops the deliveries it already passed on by seq. No transaction on this
+//! hop: a Kafka transaction costs tens of milliseconds, and readers of its output wait for
+//! the commit marker too.
 
 use crate::directory::Directory;
 use crate::runtime::{self, decode, delivery, supervise, valid_node};
@@ -51,11 +53,10 @@ impl Processor for Fanout {
 }
 
 async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), ProcessorError> {
-    let options = ConsumerOptions {
-        transactional_id: Some(format!("tidings-fanout-{}", ctx.node)),
-        ..Default::default()
-    };
-    let mut consumer = ctx.log.consumer(GROUP, &[ROOM_LOG], options).await?;
+    let mut consumer = ctx
+        .log
+        .consumer(GROUP, &[ROOM_LOG], ConsumerOptions::default())
+        .await?;
     let mut epoch = consumer.assignment_epoch();
     let (mut directory, _) = Directory::load(&*ctx.log).await?;
     loop {
@@ -81,13 +82,13 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
             done.insert(record.partition, record.next_checkpoint());
             if pending.len() >= MAX_PENDING {
                 let checkpoints: Vec<_> = done.values().cloned().collect();
-                consumer
-                    .commit_with(std::mem::take(&mut pending), &checkpoints)
-                    .await?;
+                ctx.log.produce_batch(std::mem::take(&mut pending)).await?;
+                consumer.commit(&checkpoints).await?;
             }
         }
         let checkpoints: Vec<_> = done.into_values().collect();
-        consumer.commit_with(pending, &checkpoints).await?;
+        ctx.log.produce_batch(pending).await?;
+        consumer.commit(&checkpoints).await?;
     }
 }
 
