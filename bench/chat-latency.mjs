@@ -39,6 +39,13 @@ const receiver = await connect(urls[1], { token: token('receiver') });
 await call(sender, 'join', { room });
 await call(receiver, 'join', { room });
 
+// Whatever happens below, the servers this script started go away with it.
+process.on('exit', () => procs.forEach((p) => p.child?.kill('SIGKILL')));
+process.on('uncaughtException', (err) => {
+  console.error(err);
+  process.exit(1);
+});
+
 const sentAt = new Map();
 const ackMs = [];
 const deliverMs = [];

@@ -21,3 +21,8 @@ cargo test --workspace
 python3 -m pip install --quiet -r tests/system/requirements.txt
 (cd tests/system && node --test --test-concurrency=1 --test-timeout=900000)
 python3 -m pytest -q tests/system
+
+# The benchmark harness in quick mode, against standalone, the Node baseline and Kafka +
+# Cassandra: proves every scenario runs on every system. It asserts no timing.
+cargo build --release -p tidings -p tidings-bench
+bench/run.sh --quick --distributed --out "$CARGO_TARGET_DIR/bench-quick.jsonl"

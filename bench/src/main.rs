@@ -1,6 +1,9 @@
-//! `tidings-bench`: measures the backends (and, later, the whole system). Every figure in
-//! BENCHMARKS.md comes from here, with the command that produced it. Prints one JSON record
-//! per scenario and backend, then a readable line.
+//! `tidings-bench`: measures the backends and, with `load`, the whole system against a stock
+//! socket.io baseline. Every figure in BENCHMARKS.md comes from here, with the command that
+//! produced it. Prints one JSON record per scenario and backend (or target), then a readable
+//! line.
+
+mod load;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -15,7 +18,7 @@ use tidings_store::embedded::EmbeddedStore;
 use tidings_store::{SeqRange, Store, StoredMessage};
 
 #[derive(Parser)]
-#[command(about = "Benchmarks of Tidings' log and store backends")]
+#[command(about = "Benchmarks of Tidings' log and store backends, and a Socket.IO load generator")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -73,6 +76,11 @@ enum Command {
         reads: usize,
         #[arg(long, default_value = "127.0.0.1:9042")]
         contact: String,
+    },
+    /// Socket.IO load against a running server (Tidings or the node baseline), loopback only.
+    Load {
+        #[command(subcommand)]
+        scenario: load::Scenario,
     },
 }
 
@@ -386,5 +394,6 @@ async fn main() -> Result<()> {
             reads,
             contact,
         } => bench_store(backend, appends, reads, contact).await,
+        Command::Load { scenario } => load::run(scenario).await,
     }
 }

@@ -211,7 +211,11 @@ impl KafkaLog {
 
     /// Hands `record` to librdkafka now, so records enqueued one after another keep their
     /// order in a partition (the idempotent producer preserves it through retries).
-    async fn enqueue(&self, producer: &FutureProducer, record: &OutRecord) -> Result<DeliveryFuture> {
+    async fn enqueue(
+        &self,
+        producer: &FutureProducer,
+        record: &OutRecord,
+    ) -> Result<DeliveryFuture> {
         validate(record)?;
         let partition = partition_for(&record.key, self.partition_count(&record.topic).await?);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -246,7 +250,11 @@ impl KafkaLog {
     }
 
     /// Enqueues every record in order, then waits until all are durable.
-    async fn send_all(&self, producer: &FutureProducer, records: &[OutRecord]) -> Result<Vec<Position>> {
+    async fn send_all(
+        &self,
+        producer: &FutureProducer,
+        records: &[OutRecord],
+    ) -> Result<Vec<Position>> {
         let mut deliveries = Vec::with_capacity(records.len());
         for record in records {
             deliveries.push(self.enqueue(producer, record).await?);

@@ -84,15 +84,26 @@ pub async fn keys_keep_their_order_and_partition(log: Arc<dyn Log>) {
 pub async fn a_batch_keeps_its_order_per_key(log: Arc<dyn Log>) {
     let topic = topic(&log, 3).await;
     let records: Vec<OutRecord> = (0..300)
-        .map(|i| OutRecord::new(&topic, format!("edge-{}", i % 4), format!("{}:{i}", i % 4).into_bytes()))
+        .map(|i| {
+            OutRecord::new(
+                &topic,
+                format!("edge-{}", i % 4),
+                format!("{}:{i}", i % 4).into_bytes(),
+            )
+        })
         .collect();
     let positions = log.produce_batch(records).await.expect("batch produced");
     assert_eq!(positions.len(), 300);
     for k in 0..4 {
         let mine: Vec<_> = positions.iter().skip(k).step_by(4).collect();
-        assert!(mine.windows(2).all(|w| w[0].partition == w[1].partition && w[0].offset < w[1].offset));
+        assert!(mine
+            .windows(2)
+            .all(|w| w[0].partition == w[1].partition && w[0].offset < w[1].offset));
     }
-    let mut consumer = log.consumer(&unique("group"), &[&topic], ConsumerOptions::default()).await.unwrap();
+    let mut consumer = log
+        .consumer(&unique("group"), &[&topic], ConsumerOptions::default())
+        .await
+        .unwrap();
     let records = drain(&mut consumer, 300).await;
     for k in 0..4 {
         let values: Vec<String> = records
@@ -100,11 +111,17 @@ pub async fn a_batch_keeps_its_order_per_key(log: Arc<dyn Log>) {
             .filter(|r| r.key == format!("edge-{k}"))
             .map(|r| String::from_utf8(r.value.clone()).unwrap())
             .collect();
-        let expected: Vec<String> = (0..300).filter(|i| i % 4 == k).map(|i| format!("{k}:{i}")).collect();
+        let expected: Vec<String> = (0..300)
+            .filter(|i| i % 4 == k)
+            .map(|i| format!("{k}:{i}"))
+            .collect();
         assert_eq!(values, expected, "order of edge-{k}");
     }
     let bad = vec![OutRecord::new(&topic, "", b"x".to_vec())];
-    assert!(matches!(log.produce_batch(bad).await, Err(LogError::InvalidKey(_))));
+    assert!(matches!(
+        log.produce_batch(bad).await,
+        Err(LogError::InvalidKey(_))
+    ));
 }
 
 pub async fn readers_and_end_offsets_agree_with_acks(log: Arc<dyn Log>) {

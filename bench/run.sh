@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# The load benchmark matrix: every `tidings-bench load` scenario against Tidings standalone and
+# the stock socket.io baseline (bench/baseline/server.mjs), and with --distributed also against
+# one edge plus `processor all` on Kafka and Cassandra. Servers run on loopback, one at a time,
+# started and stopped here; the generator runs on the same machine.
+#
+#   bench/run.sh --out results.jsonl [--quick] [--distributed]
+#
+#   --out FILE      every JSON record, one a line (readable lines go to stderr)
+#   --quick         small counts, short runs (< 2 min): proves the harness works. It asserts
+#                   no timing, only that every scenario produced a record with "ok": true.
+#   --distributed   also run against edge + processors; needs `infra/services.sh start` first
+#                   (Kafka on 127.0.0.1:9092, Cassandra on 127.0.0.1:9042); runs `tidings migrate`.
+#
+# Binaries: $CARGO_TARGET_DIR/release/{tidings,tidings-bench} (built here when missing).
+# Node: `npm ci` in bench/baseline when node_modules is missing.
+set -euo pipefail
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$BENCH")
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+QUICK=0
+DISTRIBUTED=0
+OUT=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --distributed) DISTRIBUTED=1 ;;
+    --out) OUT=${2:?--out needs a file}; shift ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ -n "$OUT" ] || { echo "--out FILE is required" >&2; exit 2; }
+: > "$OUT"
+
+TIDINGS=$TARGET_DIR/release/tidings
+LOADGEN=$TARGET_DIR/release/tidings-bench
+if [ ! -x "$TIDINGS" ] || [ ! -x "$LOADGEN" ]; then
+  (cd "$REPO" && cargo build --release -p tidings -p tidings-bench)
+fi
+if [ ! -d "$BENCH/baseline/node_modules/socket.io" ]; then
+  (cd "$BENCH/baseline" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+SECRET=bench-$RANDOM$RANDOM
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# Waits until http://127.0.0.1:$1$2 answers 200 (at most $3 s).
+wait_http() {
+  local deadline=$((SECONDS + $3))
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1$2" || true)" = 200 ]; do
+    [ $SECONDS -lt $deadline ] || { echo "no 200 from 127.0.0.1:$1$2 within $3 s" >&2; return 1; }
+    sleep 0.2
+  done
+}
+
+stop() {
+  for pid in "$@"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+}
+
+# Server env for Tidings: the load needs far more than the default 20 events/s per connection.
+TIDINGS_ENV=(TIDINGS_JWT_SECRET="$SECRET" TIDINGS_RATE_PER_SEC=100000 TIDINGS_RATE_BURST=100000
+  RUST_LOG=${RUST_LOG:-warn})
+
+RECORDS=0
+# run_matrix TARGET LABEL PORT PID...
+run_matrix() {
+  local target=$1 label=$2 port=$3; shift 3
+  local pids=() pid
+  for pid in "$@"; do pids+=(--server-pid "$pid"); done
+  local common=(--target "$target" --label "$label" --url "ws://127.0.0.1:$port" --secret "$SECRET" "${pids[@]}")
+  local scenario
+  for scenario in idle connect-rate fanout latency catchup; do
+    local args=("${common[@]}")
+    [ $QUICK = 1 ] && args+=(--quick)
+    echo "== $label: $scenario" >&2
+    timeout 600 "$LOADGEN" load "$scenario" "${args[@]}" >> "$OUT"
+    RECORDS=$((RECORDS + 1))
+  done
+}
+
+# --- Tidings standalone ---
+PORT=$(free_port)
+env "${TIDINGS_ENV[@]}" TIDINGS_LISTEN=127.0.0.1:$PORT TIDINGS_DATA_DIR="$WORK/standalone" \
+  "$TIDINGS" standalone > "$WORK/standalone.log" 2>&1 &
+SERVER=$!
+PIDS+=("$SERVER")
+wait_http "$PORT" /readyz 60
+run_matrix tidings standalone "$PORT" "$SERVER"
+stop "$SERVER"
+
+# --- the node baseline ---
+PORT=$(free_port)
+(cd "$BENCH/baseline" && PORT=$PORT JWT_SECRET=$SECRET exec node server.mjs) > "$WORK/node.log" 2>&1 &
+SERVER=$!
+PIDS+=("$SERVER")
+wait_http "$PORT" /healthz 30
+run_matrix node baseline "$PORT" "$SERVER"
+stop "$SERVER"
+
+# --- Tidings distributed: one edge and every processor in a second process ---
+if [ $DISTRIBUTED = 1 ]; then
+  DIST_ENV=("${TIDINGS_ENV[@]}" TIDINGS_KAFKA_BROKERS=${TIDINGS_KAFKA_BROKERS:-127.0.0.1:9092}
+    TIDINGS_CASSANDRA=${TIDINGS_CASSANDRA:-127.0.0.1:9042} TIDINGS_CASSANDRA_KEYSPACE=tidings_bench)
+  env "${DIST_ENV[@]}" "$TIDINGS" migrate >&2
+  env "${DIST_ENV[@]}" TIDINGS_NODE_ID="bench-processors-$RANDOM" \
+    TIDINGS_LISTEN=127.0.0.1:$(free_port) "$TIDINGS" processor all > "$WORK/processors.log" 2>&1 &
+  PROCESSORS=$!
+  PIDS+=("$PROCESSORS")
+  PORT=$(free_port)
+  env "${DIST_ENV[@]}" TIDINGS_NODE_ID="bench-edge-$RANDOM" TIDINGS_LISTEN=127.0.0.1:$PORT \
+    "$TIDINGS" edge > "$WORK/edge.log" 2>&1 &
+  EDGE=$!
+  PIDS+=("$EDGE")
+  wait_http "$PORT" /readyz 120
+  run_matrix tidings distributed "$PORT" "$EDGE" "$PROCESSORS"
+  stop "$EDGE" "$PROCESSORS"
+fi
+
+# Every scenario left one record; in --quick mode each must say "ok": true.
+LINES=$(wc -l < "$OUT")
+if [ "$LINES" -ne "$RECORDS" ]; then
+  echo "expected $RECORDS records in $OUT, found $LINES" >&2
+  exit 1
+fi
+if [ $QUICK = 1 ]; then
+  BAD=$(jq -c 'select(.ok != true)' "$OUT")
+  if [ -n "$BAD" ]; then
+    echo "scenarios with errors:" >&2
+    echo "$BAD" >&2
+    exit 1
+  fi
+fi
+echo "$RECORDS records in $OUT" >&2
