@@ -744,6 +744,12 @@ async fn member(
                 }
             }
             _ = tick(&mut interval), if sending => {
+                // The tick may fire just after the window closed (`sending` was computed
+                // before the wait): a send then would race the drain that follows.
+                if end.is_none_or(|e| Instant::now() >= e) {
+                    interval = None;
+                    continue;
+                }
                 if in_flight.len() >= m.window {
                     stats.skipped_ticks.fetch_add(1, Relaxed);
                     continue;
@@ -752,11 +758,12 @@ async fn member(
                 let id = format!("{}-{sent}", m.index);
                 let text = format!("{stamp} {}", m.padding);
                 let body = SendBody { room: &m.room, id: &id, text: &text };
+                // Counted before the write, so the drain never sees an emitted send missing.
+                stats.sent.fetch_add(1, Relaxed);
+                sent += 1;
                 match client.emit("send", &body).await {
                     Ok(ack) => {
                         in_flight.insert(ack, stamp);
-                        sent += 1;
-                        stats.sent.fetch_add(1, Relaxed);
                     }
                     Err(e) => {
                         stats.note(format!("send: {e}"));
