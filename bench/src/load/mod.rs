@@ -338,7 +338,6 @@ struct Stats {
     connected: AtomicUsize,
     disconnected: AtomicUsize,
     joined: AtomicUsize,
-    joins_retried: AtomicU64,
     sent: AtomicU64,
     acked: AtomicU64,
     acked_ok: AtomicU64,
@@ -382,13 +381,10 @@ impl Stats {
         })
     }
 
-    /// No errors, and no join had to be sent twice: every event must get its ack (a lost
-    /// first join was a real edge bug, fixed; a retry here would hide its return).
     fn error_free(&self) -> bool {
         self.connect_errors.lock().is_ok_and(|m| m.is_empty())
             && self.ack_errors.lock().is_ok_and(|m| m.is_empty())
             && self.disconnected.load(Relaxed) == 0
-            && self.joins_retried.load(Relaxed) == 0
     }
 }
 
@@ -670,9 +666,6 @@ struct SendBody<'a> {
     text: &'a str,
 }
 
-/// How long a member waits for its join's ack before sending the join again (once).
-const JOIN_RETRY: Duration = Duration::from_secs(3);
-
 async fn tick(interval: &mut Option<tokio::time::Interval>) {
     match interval {
         Some(interval) => {
@@ -691,7 +684,7 @@ async fn member(
     mut phase: watch::Receiver<Phase>,
 ) {
     let stats = &shared.stats;
-    let Ok(mut join_ack) = client
+    let Ok(join_ack) = client
         .emit("join", &serde_json::json!({ "room": &*m.room }))
         .await
     else {
@@ -703,12 +696,6 @@ async fn member(
     let mut in_flight: HashMap<u64, u64> = HashMap::new();
     let mut sent = 0u64;
     let mut samples: Vec<u64> = Vec::new();
-    let mut joined = false;
-    // A join without an ack after JOIN_RETRY is sent again, once, and counted: Tidings has been
-    // seen to lose a connection's first event when it follows the connect within microseconds.
-    let retry = tokio::time::sleep(JOIN_RETRY);
-    tokio::pin!(retry);
-    let mut retried = false;
     loop {
         let sending = interval.is_some() && end.is_some_and(|e| Instant::now() < e);
         tokio::select! {
@@ -729,17 +716,6 @@ async fn member(
                             i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                             interval = Some(i);
                         }
-                    }
-                }
-            }
-            _ = &mut retry, if !joined && !retried => {
-                retried = true;
-                stats.joins_retried.fetch_add(1, Relaxed);
-                match client.emit("join", &serde_json::json!({ "room": &*m.room })).await {
-                    Ok(id) => join_ack = id,
-                    Err(_) => {
-                        stats.disconnected.fetch_add(1, Relaxed);
-                        break;
                     }
                 }
             }
@@ -799,7 +775,6 @@ async fn member(
                     }
                     Ok(Packet::Ack { id, args }) if id == join_ack => match ack_result(args) {
                         Ok(_) => {
-                            joined = true;
                             stats.joined.fetch_add(1, Relaxed);
                         }
                         Err(code) => {
@@ -937,7 +912,7 @@ async fn rooms(common: &Common, spec: RoomSpec) -> Result<()> {
     emit_record(
         serde_json::json!({
             "scenario": spec.scenario, "rooms": spec.rooms, "members": spec.members,
-            "connections": n, "joined": joined, "joins_retried": stats.joins_retried.load(Relaxed), "connect_secs": (took.as_secs_f64() * 100.0).round() / 100.0,
+            "connections": n, "joined": joined, "connect_secs": (took.as_secs_f64() * 100.0).round() / 100.0,
             "rate_msgs_per_s": spec.rate, "duration_secs": spec.duration, "text_bytes": spec.load.text_bytes,
             "offered_deliveries_per_s": offered.round(), "deliveries_per_s": deliveries_per_s,
             "sent": sent, "acked_ok": acked_ok, "unacked": unacked, "skipped_ticks": stats.skipped_ticks.load(Relaxed),
@@ -951,7 +926,7 @@ async fn rooms(common: &Common, spec: RoomSpec) -> Result<()> {
         }),
         common,
         format!(
-            "{} {}: {}×{} at {}/s: {deliveries_per_s} deliveries/s (offered {}), deliver p50 {} p99 {} p99.9 {} ms, ack p50 {} p99 {} ms, lost {lost}, joins retried {}{}",
+            "{} {}: {}×{} at {}/s: {deliveries_per_s} deliveries/s (offered {}), deliver p50 {} p99 {} p99.9 {} ms, ack p50 {} p99 {} ms, lost {lost}{}",
             spec.scenario.trim_start_matches("load."),
             common.target.name(),
             spec.rooms,
@@ -963,7 +938,6 @@ async fn rooms(common: &Common, spec: RoomSpec) -> Result<()> {
             q_ms(&deliver, 0.999),
             q_ms(&ack, 0.5),
             q_ms(&ack, 0.99),
-            stats.joins_retried.load(Relaxed),
             if ok { "" } else { " (ERRORS)" }
         ),
     );
