@@ -81,24 +81,7 @@ async fn start(tweak: impl FnOnce(&mut EdgeConfig)) -> Harness {
 }
 
 fn delivery(kind: &str, edge: &str) -> Delivery {
-    Delivery {
-        event_id: uuid::Uuid::new_v4().to_string(),
-        kind: kind.into(),
-        room: None,
-        user: None,
-        ts: 1,
-        trace_id: "t".into(),
-        node: "fake".into(),
-        edge: edge.into(),
-        conn: None,
-        seq: None,
-        client_id: None,
-        text: None,
-        msg_ts: None,
-        on: None,
-        error_code: None,
-        error_message: None,
-    }
+    Delivery::new(uuid::Uuid::new_v4().to_string(), kind, edge, "fake", "t", 1)
 }
 
 fn stored(room: &str, seq: i64) -> StoredMessage {

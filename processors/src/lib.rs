@@ -89,7 +89,16 @@ pub trait Processor: Send + Sync {
     fn consumes(&self) -> &'static [&'static str];
     /// Topics it appends to.
     fn produces(&self) -> &'static [&'static str];
-    /// Loops until `shutdown` is cancelled. A backend outage is logged and retried with a
-    /// bounded backoff; it never ends the loop.
-    async fn run(&self, ctx: Context, shutdown: CancellationToken) -> Result<(), ProcessorError>;
+    /// One session: opens its consumer and works until `shutdown` (`Ok`) or an error.
+    async fn session(
+        &self,
+        ctx: &Context,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ProcessorError>;
+
+    /// Runs sessions until `shutdown` is cancelled. A failed session (a backend outage, say)
+    /// is logged and replaced after a bounded backoff; it never ends the loop.
+    async fn run(&self, ctx: Context, shutdown: CancellationToken) -> Result<(), ProcessorError> {
+        runtime::supervise(self.name(), &shutdown, || self.session(&ctx, &shutdown)).await
+    }
 }

@@ -174,26 +174,16 @@ pub(crate) fn decode<T: LogRecord>(processor: &'static str, record: &Record) -> 
     }
 }
 
-/// A delivery of `kind` to `edge` with every optional field empty.
+/// A delivery of `kind` to `edge` from this processor, every optional field empty.
 pub(crate) fn delivery(kind: &str, edge: &str, node: &str, trace_id: &str) -> Delivery {
-    Delivery {
-        event_id: uuid::Uuid::new_v4().to_string(),
-        kind: kind.to_string(),
-        room: None,
-        user: None,
-        ts: now_ms(),
-        trace_id: trace_id.to_string(),
-        node: node.to_string(),
-        edge: edge.to_string(),
-        conn: None,
-        seq: None,
-        client_id: None,
-        text: None,
-        msg_ts: None,
-        on: None,
-        error_code: None,
-        error_message: None,
-    }
+    Delivery::new(
+        uuid::Uuid::new_v4().to_string(),
+        kind,
+        edge,
+        node,
+        trace_id,
+        now_ms(),
+    )
 }
 
 #[cfg(test)]

@@ -105,6 +105,38 @@ impl LogRecord for Delivery {
     const SUBJECT: Subject = Subject::Delivery;
 }
 
+impl Delivery {
+    /// A delivery of `kind` to `edge`, every optional field empty: callers fill what their
+    /// kind carries (`Delivery { seq: Some(..), ..Delivery::new(..) }`).
+    pub fn new(
+        event_id: String,
+        kind: &str,
+        edge: &str,
+        node: &str,
+        trace_id: &str,
+        ts: i64,
+    ) -> Self {
+        Self {
+            event_id,
+            kind: kind.to_string(),
+            room: None,
+            user: None,
+            ts,
+            trace_id: trace_id.to_string(),
+            node: node.to_string(),
+            edge: edge.to_string(),
+            conn: None,
+            seq: None,
+            client_id: None,
+            text: None,
+            msg_ts: None,
+            on: None,
+            error_code: None,
+            error_message: None,
+        }
+    }
+}
+
 /// An edge announcing which rooms it hosts. See `subscription.v1.avsc`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Subscription {

@@ -12,7 +12,7 @@
 //! the commit marker too.
 
 use crate::directory::Directory;
-use crate::runtime::{self, decode, delivery, supervise, valid_node};
+use crate::runtime::{self, decode, delivery, valid_node};
 use crate::{Context, Processor, ProcessorError};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -44,11 +44,12 @@ impl Processor for Fanout {
         &[DELIVERIES]
     }
 
-    async fn run(&self, ctx: Context, shutdown: CancellationToken) -> Result<(), ProcessorError> {
-        supervise(self.name(), &shutdown, || {
-            Box::pin(session(&ctx, &shutdown))
-        })
-        .await
+    async fn session(
+        &self,
+        ctx: &Context,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ProcessorError> {
+        session(ctx, shutdown).await
     }
 }
 

@@ -5,7 +5,7 @@
 //! sequencer trusts the store to be complete up to it), then commit the group offsets.
 //! Markers (`host`, `unhost`) are not messages and are only passed over.
 
-use crate::runtime::{self, checkpoints_of, decode, supervise};
+use crate::runtime::{self, checkpoints_of, decode};
 use crate::{Context, Processor, ProcessorError, PERSISTENCE_CHECKPOINT};
 use async_trait::async_trait;
 use tidings_log::topics::ROOM_LOG;
@@ -34,11 +34,12 @@ impl Processor for Persistence {
         &[]
     }
 
-    async fn run(&self, ctx: Context, shutdown: CancellationToken) -> Result<(), ProcessorError> {
-        supervise(self.name(), &shutdown, || {
-            Box::pin(session(&ctx, &shutdown))
-        })
-        .await
+    async fn session(
+        &self,
+        ctx: &Context,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ProcessorError> {
+        session(ctx, shutdown).await
     }
 }
 

@@ -19,9 +19,7 @@
 mod moderation;
 mod state;
 
-use crate::runtime::{
-    self, checkpoints_of, decode, delivery, now_ms, read_to_end, supervise, valid_node,
-};
+use crate::runtime::{self, checkpoints_of, decode, delivery, now_ms, read_to_end, valid_node};
 use crate::{Context, Processor, ProcessorError, PERSISTENCE_CHECKPOINT};
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -88,11 +86,12 @@ impl Processor for Sequencer {
         &[ROOM_LOG, SUBSCRIPTIONS, DELIVERIES]
     }
 
-    async fn run(&self, ctx: Context, shutdown: CancellationToken) -> Result<(), ProcessorError> {
-        supervise(self.name(), &shutdown, || {
-            Box::pin(self.session(&ctx, &shutdown))
-        })
-        .await
+    async fn session(
+        &self,
+        ctx: &Context,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ProcessorError> {
+        self.run_session(ctx, shutdown).await
     }
 }
 
@@ -100,7 +99,7 @@ impl Processor for Sequencer {
 type Known = HashMap<(String, String), Option<(i64, Option<i64>)>>;
 
 impl Sequencer {
-    async fn session(
+    async fn run_session(
         &self,
         ctx: &Context,
         shutdown: &CancellationToken,

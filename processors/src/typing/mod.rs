@@ -6,7 +6,7 @@
 //! and kept current by following every partition of it (one task each).
 
 use crate::directory::{Directory, Tail};
-use crate::runtime::{self, checkpoints_of, decode, delivery, supervise, Backoff};
+use crate::runtime::{self, checkpoints_of, decode, delivery, Backoff};
 use crate::{Context, Processor, ProcessorError};
 use async_trait::async_trait;
 use std::sync::{Arc, Mutex};
@@ -37,11 +37,12 @@ impl Processor for Typing {
         &[DELIVERIES]
     }
 
-    async fn run(&self, ctx: Context, shutdown: CancellationToken) -> Result<(), ProcessorError> {
-        supervise(self.name(), &shutdown, || {
-            Box::pin(session(&ctx, &shutdown))
-        })
-        .await
+    async fn session(
+        &self,
+        ctx: &Context,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ProcessorError> {
+        session(ctx, shutdown).await
     }
 }
 
