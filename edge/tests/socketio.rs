@@ -669,3 +669,49 @@ async fn http_endpoints() {
         404
     );
 }
+
+/// A client as fast as a native one: it sends its first event the instant the server's
+/// CONNECT arrives. socketioxide reports the connection before it runs an async connect
+/// handler, so handlers registered there missed such events (no ack, ever) for a few
+/// percent of connections; they are now registered before CONNECT is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_event_sent_on_connect_is_answered() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let h = start(|_| {}).await;
+    let mut unanswered = 0;
+    for i in 0..1000 {
+        let tcp = tokio::net::TcpStream::connect(&h.addr).await.unwrap();
+        let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", h.addr);
+        let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
+        let open = tokio::time::timeout(Duration::from_secs(3), ws.next()).await;
+        assert!(
+            matches!(open, Ok(Some(Ok(Message::Text(ref t)))) if t.starts_with('0')),
+            "engine.io open packet"
+        );
+        let auth = json!({ "token": token(&format!("fast-{i}"), now_secs() + 60) });
+        ws.send(Message::text(format!("40{auth}"))).await.unwrap();
+        let mut answered = false;
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(3), ws.next()).await;
+            let Ok(Some(Ok(Message::Text(text)))) = frame else {
+                break;
+            };
+            if text.starts_with("40") {
+                // No waiting: the very next packet is the event.
+                ws.send(Message::text(r#"421["history",{"room":"fast"}]"#))
+                    .await
+                    .unwrap();
+            } else if text.starts_with("431") {
+                answered = text.contains(r#""ok":true"#);
+                break;
+            }
+        }
+        if !answered {
+            unanswered += 1;
+        }
+        let _ = ws.close(None).await;
+    }
+    assert_eq!(unanswered, 0, "first events left without an ack");
+}

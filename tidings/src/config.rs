@@ -268,6 +268,9 @@ mod tests {
             env(&[
                 ("TIDINGS_MAX_TEXT", "20"),
                 ("TIDINGS_BLOCKED_TERMS", " spam, Eggs ,,"),
+                ("TIDINGS_KAFKA_LINGER_MS", "3"),
+                ("TIDINGS_KAFKA_FETCH_WAIT_MS", "7"),
+                ("TIDINGS_RATE_PER_SEC", "500"),
             ]),
         )
         .unwrap();
@@ -275,6 +278,11 @@ mod tests {
         assert_eq!(config.max_text, 20);
         assert_eq!(config.blocked_terms, vec!["spam", "Eggs"]);
         assert_eq!(config.cassandra().keyspace, "chat");
+        assert_eq!(
+            (config.kafka().linger_ms, config.kafka().fetch_wait_ms),
+            (3, 7)
+        );
+        assert_eq!(config.rate_per_sec, 500.0);
     }
 
     #[test]
