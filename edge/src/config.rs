@@ -26,6 +26,9 @@ pub struct EdgeConfig {
     pub max_event_bytes: usize,
     /// Largest Engine.IO payload; larger packets close the connection.
     pub max_payload_bytes: u64,
+    /// Initial WebSocket read buffer per connection; it grows for a larger frame. Small,
+    /// because idle connections are most connections.
+    pub ws_read_buffer_bytes: usize,
     /// Packets buffered per connection before it counts as too slow and is dropped.
     pub max_buffer_packets: usize,
     /// Sends awaiting their ack per connection; more → `rate_limited`.
@@ -55,6 +58,7 @@ impl EdgeConfig {
             max_rooms_per_conn: 100,
             max_event_bytes: 32 * 1024,
             max_payload_bytes: 64 * 1024,
+            ws_read_buffer_bytes: 1024,
             max_buffer_packets: 1024,
             max_pending_sends: 64,
             max_join_buffer: 10_000,

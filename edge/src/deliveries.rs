@@ -3,7 +3,7 @@
 //! typing notices to local room members.
 
 use crate::errors::{rejected, ClientError};
-use crate::protocol::{MessageOut, TypingOut};
+use crate::protocol::{EncodedMessage, MessageOut, TypingOut};
 use crate::rooms::{Member, Offer};
 use crate::state::Shared;
 use crate::{catchup, rooms::Next};
@@ -207,14 +207,21 @@ pub fn dispatch(shared: &Arc<Shared>, d: Delivery) {
             let Some(entry) = shared.rooms.get(&room) else {
                 return;
             };
-            let msg = Arc::new(MessageOut {
+            let msg = MessageOut {
                 room,
                 seq,
                 id: d.client_id.unwrap_or_default(),
                 from: d.user.unwrap_or_default(),
                 text: d.text.unwrap_or_default(),
                 ts: d.msg_ts.unwrap_or(d.ts),
-            });
+            };
+            let msg = match EncodedMessage::new(&msg) {
+                Ok(m) => Arc::new(m),
+                Err(e) => {
+                    tracing::warn!(room = %msg.room, seq, "cannot encode a message: {e}");
+                    return;
+                }
+            };
             let max = shared.config.max_join_buffer;
             entry.for_each(|member| match member.offer(&msg, max) {
                 Offer::Done => {}

@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod catchup;
+mod compact;
 pub mod config;
 mod conn;
 mod deliveries;
@@ -14,6 +15,7 @@ pub mod errors;
 mod handlers;
 mod http;
 pub mod limits;
+mod listener;
 pub mod metrics;
 pub mod protocol;
 mod rooms;
@@ -75,6 +77,7 @@ pub async fn serve_on(
     let (layer, io) = SocketIo::builder()
         .max_buffer_size(shared.config.max_buffer_packets)
         .max_payload(shared.config.max_payload_bytes)
+        .ws_read_buffer_size(shared.config.ws_read_buffer_bytes)
         .build_layer();
     handlers::register(&io, shared.clone());
 
@@ -90,24 +93,14 @@ pub async fn serve_on(
     );
     let app = http::router(shared.clone()).layer(layer);
     let stop = shutdown.clone();
-    // Small frames (acks, messages) must leave at once: with Nagle on, an ack written behind
-    // another frame waits for the client's delayed ACK (40 ms on Linux).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            stop.cancelled().await;
-            // Close every Socket.IO connection first: upgraded connections would hold
-            // the graceful shutdown open.
-            io.close().await;
-        })
-        .await;
+    listener::serve(listener, app, async move {
+        stop.cancelled().await;
+        // Close every Socket.IO connection: they would outlive the accept loop otherwise.
+        io.close().await;
+    })
+    .await;
     tasks.cancel();
     let _ = consumer.await;
     let _ = sampler.await;
-    result?;
     Ok(())
 }

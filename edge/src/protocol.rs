@@ -71,6 +71,33 @@ impl From<tidings_store::StoredMessage> for MessageOut {
     }
 }
 
+/// A live `message` serialized once for every member it goes to (fan-out would otherwise
+/// serialize the same payload once per socket).
+#[derive(Debug)]
+pub struct EncodedMessage {
+    pub seq: i64,
+    json: Box<serde_json::value::RawValue>,
+}
+
+impl EncodedMessage {
+    pub fn new(msg: &MessageOut) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            seq: msg.seq,
+            json: serde_json::value::to_raw_value(msg)?,
+        })
+    }
+
+    pub fn json(&self) -> &str {
+        self.json.get()
+    }
+}
+
+impl Serialize for EncodedMessage {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(serializer)
+    }
+}
+
 /// `typing {room, user, on}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TypingOut {

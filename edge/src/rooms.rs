@@ -3,7 +3,7 @@
 //! where ordering and duplicate dropping happen.
 
 use crate::conn::{Conn, EmitError};
-use crate::protocol::MessageOut;
+use crate::protocol::EncodedMessage;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,7 +15,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What to do next for a membership that is not live.
 pub enum Next {
     /// Emit this message, then call [`Member::sent`].
-    Emit(Arc<MessageOut>),
+    Emit(Arc<EncodedMessage>),
     /// Replay `(from, to]` from the store first.
     Gap { from: i64, to: i64 },
     /// Nothing buffered: the membership is live now.
@@ -36,7 +36,7 @@ pub enum Offer {
 struct State {
     live: bool,
     last: i64,
-    buf: VecDeque<Arc<MessageOut>>,
+    buf: VecDeque<Arc<EncodedMessage>>,
 }
 
 /// One connection in one room.
@@ -68,7 +68,7 @@ impl Member {
     }
 
     /// A live message from the deliveries.
-    pub fn offer(&self, msg: &Arc<MessageOut>, max_buffer: usize) -> Offer {
+    pub fn offer(&self, msg: &Arc<EncodedMessage>, max_buffer: usize) -> Offer {
         if self.is_gone() {
             return Offer::Done;
         }

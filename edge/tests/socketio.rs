@@ -670,6 +670,27 @@ async fn http_endpoints() {
     );
 }
 
+/// Headers live as long as the connection (the socket keeps its request), so they are bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_headers_are_refused_and_the_server_keeps_serving() {
+    let h = start(|_| {}).await;
+    for cookie_bytes in [10_000, 40_000] {
+        let mut s = tokio::net::TcpStream::connect(&h.addr).await.unwrap();
+        let req = format!(
+            "GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nCookie: {}\r\nConnection: close\r\n\r\n",
+            "c".repeat(cookie_bytes)
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        let head = String::from_utf8_lossy(&out);
+        assert!(head.starts_with("HTTP/1.1 431"), "{cookie_bytes}: {head}");
+    }
+    assert_eq!(http(&h.addr, "GET", "/healthz", "").await.0, 200);
+    let mut c = user(&h, "ada").await;
+    assert_eq!(c.call("join", json!({"room": "h"})).await["ok"], true);
+}
+
 /// A client as fast as a native one: it sends its first event the instant the server's
 /// CONNECT arrives. socketioxide reports the connection before it runs an async connect
 /// handler, so handlers registered there missed such events (no ack, ever) for a few
