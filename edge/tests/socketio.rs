@@ -687,7 +687,7 @@ async fn oversized_headers_are_refused_and_the_server_keeps_serving() {
         assert!(head.starts_with("HTTP/1.1 431"), "{cookie_bytes}: {head}");
     }
     assert_eq!(http(&h.addr, "GET", "/healthz", "").await.0, 200);
-    let mut c = user(&h, "ada").await;
+    let c = user(&h, "ada").await;
     assert_eq!(c.call("join", json!({"room": "h"})).await["ok"], true);
 }
 
