@@ -621,3 +621,45 @@ async fn tiny_memory_caps_keep_seqs_and_dedupe_correct() {
         assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "room {room}");
     }
 }
+
+/// A new room needs no store look-up for its ids until one is evicted; after that a retry
+/// of the evicted id must still get its original seq.
+#[tokio::test]
+async fn a_retry_of_an_evicted_id_in_a_new_room_keeps_its_seq() {
+    use tidings_processors::sequencer::{Sequencer, SequencerConfig};
+    use tidings_processors::Processor;
+    let h = Harness::new().await;
+    let sequencer = Sequencer::new(SequencerConfig {
+        max_rooms: 100,
+        max_ids: 1,
+        batch: 1,
+    });
+    let (ctx, shutdown) = (h.ctx(), h.shutdown.clone());
+    let _seq = tokio::spawn(async move { sequencer.run(ctx, shutdown).await });
+    let _persistence = h.start("persistence");
+    for id in ["n1", "n2", "n3"] {
+        h.send("edge-1", "new", id, "x").await;
+    }
+    h.wait_deliveries("edge-1", |d| of_kind(d, "ack").len() == 3)
+        .await;
+    // Persistence stores them, so the sequencer may evict "n1" and "n2".
+    let started = std::time::Instant::now();
+    while h.messages("new").await.len() < 3 {
+        assert!(started.elapsed() < DEADLINE, "persistence never caught up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.send("edge-1", "new", "n4", "x").await;
+    h.send("edge-1", "new", "n1", "x").await;
+    let got = h
+        .wait_deliveries("edge-1", |d| of_kind(d, "ack").len() == 5)
+        .await;
+    let mut got = acks(&got);
+    got.sort();
+    let expected: Vec<(String, i64)> = [("n1", 1), ("n1", 1), ("n2", 2), ("n3", 3), ("n4", 4)]
+        .iter()
+        .map(|(id, seq)| (id.to_string(), *seq))
+        .collect();
+    assert_eq!(got, expected);
+    let seqs: Vec<_> = h.messages("new").await.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+}

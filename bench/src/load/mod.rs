@@ -90,6 +90,22 @@ pub enum Scenario {
         #[arg(long, default_value_t = 32)]
         window: usize,
     },
+    /// Send at a fixed rate to one room while a second client probes `history`: the time from
+    /// a message's ack (it is in the log) until the store returns it. Skipped for the node
+    /// baseline (no store).
+    PersistenceLag {
+        #[command(flatten)]
+        common: Common,
+        /// Messages per second (default 1,000; --quick 100).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Seconds of sending (default 10; --quick 2).
+        #[arg(long)]
+        duration_secs: Option<f64>,
+        /// Sending connections sharing the rate (each may have 64 sends awaiting acks).
+        #[arg(long, default_value_t = 4)]
+        writers: usize,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
@@ -217,6 +233,16 @@ pub async fn run(scenario: Scenario) -> Result<()> {
         } => {
             let k = messages.unwrap_or(if common.quick { 500 } else { 10_000 });
             catchup(&common, k, window.max(1)).await
+        }
+        Scenario::PersistenceLag {
+            common,
+            rate,
+            duration_secs,
+            writers,
+        } => {
+            let rate = rate.unwrap_or(if common.quick { 100.0 } else { 1000.0 });
+            let secs = duration_secs.unwrap_or(if common.quick { 2.0 } else { 10.0 });
+            persistence_lag(&common, rate, secs, writers.max(1)).await
         }
     }
 }
@@ -1098,6 +1124,230 @@ async fn catchup(common: &Common, k: usize, window: usize) -> Result<()> {
     Ok(())
 }
 
+/// `{"ok":true,"seq":N,…}`: a send's ack.
+#[derive(Deserialize)]
+struct SendAck {
+    ok: bool,
+    seq: Option<u64>,
+}
+
+/// `{"ok":true,"messages":[{…"seq":N…}],…}`: a history page's ack.
+#[derive(Deserialize)]
+struct HistoryAck {
+    ok: bool,
+    #[serde(default)]
+    messages: Vec<MessageSeq>,
+}
+
+/// The newest seq of a `history` ack (0 for an empty room), or the error code.
+fn history_newest(args: &str) -> Result<u64, String> {
+    match serde_json::from_str::<(HistoryAck,)>(args) {
+        Ok((body,)) if body.ok => Ok(body.messages.iter().map(|m| m.seq).max().unwrap_or(0)),
+        Ok(_) => Err(ack_result(args).err().unwrap_or_else(|| "unknown".into())),
+        Err(_) => Err("malformed_ack".into()),
+    }
+}
+
+/// Reads frames until `ack_id`'s ack and returns its arguments; events are ignored.
+async fn await_ack_args(client: &mut Client, ack_id: u64) -> Result<String> {
+    loop {
+        let text = client
+            .next_text()
+            .await?
+            .ok_or_else(|| anyhow!("the server closed the connection"))?;
+        match sio::decode(&text) {
+            Ok(Packet::Ack { id, args }) if id == ack_id => return Ok(args.to_string()),
+            Ok(Packet::Disconnect | Packet::Close) => bail!("disconnected by the server"),
+            _ => {}
+        }
+    }
+}
+
+/// The newest acked message: (seq, when its ack arrived).
+type Newest = Arc<Mutex<Option<(u64, Instant)>>>;
+
+async fn persistence_lag(common: &Common, rate: f64, secs: f64, writers: usize) -> Result<()> {
+    if common.target == Target::Node {
+        emit_record(
+            serde_json::json!({"scenario": "load.persistence_lag", "skipped": "no store in the baseline", "ok": true}),
+            common,
+            "persistence-lag node: skipped (no store in the baseline)".into(),
+        );
+        return Ok(());
+    }
+    ensure!(
+        rate > 0.0 && secs > 0.0,
+        "--rate and --duration-secs must be positive"
+    );
+    let server = loopback_addr(&common.url)?;
+    let key = EncodingKey::from_secret(common.secret.as_bytes());
+    let room = format!("lag-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let stats = Arc::new(Stats::default());
+    let newest: Newest = Arc::new(Mutex::new(None));
+
+    let prober_token = mint(&key, &format!("u{}", common.id_offset))?;
+    let mut prober = Client::connect(server, source_ip(common, 0), &prober_token).await?;
+    let mut clients = Vec::with_capacity(writers);
+    for w in 1..=writers {
+        let token = mint(&key, &format!("u{}", common.id_offset + w))?;
+        let mut writer = Client::connect(server, source_ip(common, w), &token).await?;
+        let join = writer
+            .emit("join", &serde_json::json!({ "room": room }))
+            .await?;
+        if let Err(code) = await_ack(&mut writer, join, |_| {}).await? {
+            bail!("writer join: {code}");
+        }
+        clients.push(writer);
+    }
+
+    let window = Duration::from_secs_f64(secs);
+    let each = rate / writers as f64;
+    let mut senders = tokio::task::JoinSet::new();
+    for (w, mut writer) in clients.into_iter().enumerate() {
+        let (room, stats, newest) = (room.clone(), stats.clone(), newest.clone());
+        senders.spawn(async move {
+            send_at_rate(&mut writer, &room, w, each, window, &stats, &newest).await
+        });
+    }
+    let (done_tx, done_rx) = watch::channel(false);
+    let all_sent = tokio::spawn(async move {
+        let mut sent = 0u64;
+        let mut result = Ok(());
+        while let Some(joined) = senders.join_next().await {
+            match joined.map_err(anyhow::Error::from).and_then(|r| r) {
+                Ok(n) => sent += n,
+                Err(e) => result = Err(e),
+            }
+        }
+        let _ = done_tx.send(true);
+        result.map(|()| sent)
+    });
+
+    // Probe: take the newest acked seq, read history until the store has it, repeat. Each
+    // sample is (time the store first returned it − time its ack arrived).
+    let mut lag = histogram();
+    let mut reads = 0u64;
+    let mut probed = 0u64;
+    let limit = Duration::from_secs(30);
+    loop {
+        // `finished` first: once it is true, `newest` holds the last ack.
+        let finished = *done_rx.borrow();
+        let target = *newest.lock().map_err(|_| anyhow!("lock poisoned"))?;
+        let Some((seq, acked_at)) = target.filter(|(seq, _)| *seq > probed) else {
+            if finished {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            continue;
+        };
+        loop {
+            ensure!(
+                acked_at.elapsed() < limit,
+                "seq {seq} was not in the store {limit:?} after its ack"
+            );
+            let id = prober
+                .emit("history", &serde_json::json!({ "room": room, "limit": 1 }))
+                .await?;
+            reads += 1;
+            match history_newest(&await_ack_args(&mut prober, id).await?) {
+                Ok(have) if have >= seq => break,
+                Ok(_) => tokio::time::sleep(Duration::from_micros(500)).await,
+                Err(code) => {
+                    Stats::count(&stats.ack_errors, format!("history:{code}"));
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+        lag.saturating_record((acked_at.elapsed().as_micros() as u64).max(1));
+        probed = seq;
+    }
+    let sent = all_sent.await??;
+    let acked = stats.acked_ok.load(Relaxed);
+    let ok = stats.error_free() && acked == sent && probed == sent;
+    let line = format!(
+        "persistence-lag {}: {rate}/s from {writers} writers for {secs} s, {acked}/{sent} acked, store lag p50 {} p99 {} max {} ms over {} samples{}",
+        common.target.name(),
+        q_ms(&lag, 0.5),
+        q_ms(&lag, 0.99),
+        q_ms(&lag, 1.0),
+        lag.len(),
+        if ok { "" } else { " (ERRORS)" }
+    );
+    emit_record(
+        serde_json::json!({
+            "scenario": "load.persistence_lag", "rate_msgs_per_s": rate, "duration_secs": secs,
+            "writers": writers, "achieved_msgs_per_s": (sent as f64 / secs).round(),
+            "sent": sent, "acked_ok": acked, "last_seq_in_store": probed,
+            "samples": lag.len(), "history_reads": reads,
+            "lag_p50_ms": q_ms(&lag, 0.5), "lag_p99_ms": q_ms(&lag, 0.99),
+            "lag_p999_ms": q_ms(&lag, 0.999), "lag_max_ms": q_ms(&lag, 1.0),
+            "errors": stats.errors_json(), "ok": ok,
+        }),
+        common,
+        line,
+    );
+    Ok(())
+}
+
+/// Sends to `room` at `rate` for `window` (at most 64 awaiting acks), then waits for the last
+/// acks; publishes each acked seq to `newest`. Returns how many were sent.
+async fn send_at_rate(
+    client: &mut Client,
+    room: &str,
+    writer: usize,
+    rate: f64,
+    window: Duration,
+    stats: &Stats,
+    newest: &Newest,
+) -> Result<u64> {
+    const IN_FLIGHT: usize = 64;
+    let end = Instant::now() + window;
+    let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut in_flight = std::collections::HashSet::new();
+    let mut sent = 0u64;
+    let text = "x".repeat(64);
+    let drain_limit = end + Duration::from_secs(30);
+    while Instant::now() < end || !in_flight.is_empty() {
+        ensure!(
+            Instant::now() < drain_limit,
+            "acks still missing 30 s after the window"
+        );
+        let sending = Instant::now() < end;
+        tokio::select! {
+            _ = interval.tick(), if sending => {
+                if in_flight.len() >= IN_FLIGHT {
+                    stats.skipped_ticks.fetch_add(1, Relaxed);
+                    continue;
+                }
+                let id = format!("p{writer}-{sent}");
+                let body = SendBody { room, id: &id, text: &text };
+                in_flight.insert(client.emit("send", &body).await?);
+                sent += 1;
+            }
+            _ = tokio::time::sleep(Duration::from_millis(50)), if !sending => {}
+            frame = client.next_text() => {
+                let text = frame?.ok_or_else(|| anyhow!("the server closed the writer"))?;
+                if let Ok(Packet::Ack { id, args }) = sio::decode(&text) {
+                    if in_flight.remove(&id) {
+                        match serde_json::from_str::<(SendAck,)>(args) {
+                            Ok((SendAck { ok: true, seq: Some(seq) },)) => {
+                                stats.acked_ok.fetch_add(1, Relaxed);
+                                let mut n = newest.lock().map_err(|_| anyhow!("lock poisoned"))?;
+                                if n.is_none_or(|(s, _)| seq > s) {
+                                    *n = Some((seq, Instant::now()));
+                                }
+                            }
+                            _ => Stats::count(&stats.ack_errors, format!("send:{}", ack_result(args).err().unwrap_or_default())),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(sent)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1120,6 +1370,18 @@ mod tests {
         assert_eq!(message_stamp(args), Some(123456));
         assert_eq!(message_stamp(r#"["typing",{"text":"1"}]"#), None);
         assert_eq!(message_stamp(r#"["message",{"text":"hello"}]"#), None);
+    }
+
+    #[test]
+    fn reads_the_newest_seq_of_a_history_page() {
+        let page = r#"[{"ok":true,"messages":[{"room":"r","seq":7},{"room":"r","seq":9}],"has_more":true}]"#;
+        assert_eq!(history_newest(page), Ok(9));
+        assert_eq!(history_newest(r#"[{"ok":true,"messages":[]}]"#), Ok(0));
+        assert_eq!(
+            history_newest(r#"[{"ok":false,"error":{"code":"invalid"}}]"#),
+            Err("invalid".to_string())
+        );
+        assert_eq!(history_newest("nonsense"), Err("malformed_ack".to_string()));
     }
 
     #[test]

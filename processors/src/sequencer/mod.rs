@@ -140,12 +140,20 @@ impl Sequencer {
             if records.is_empty() {
                 continue;
             }
+            let started = std::time::Instant::now();
             let outputs = self
                 .sequence(ctx, &moderator, &mut state, room_partitions, &records)
                 .await?;
+            let sequenced = started.elapsed();
             consumer
                 .commit_with(outputs, &checkpoints_of(&records))
                 .await?;
+            tracing::debug!(
+                events = records.len(),
+                sequence_ms = sequenced.as_secs_f64() * 1e3,
+                commit_ms = (started.elapsed() - sequenced).as_secs_f64() * 1e3,
+                "batch"
+            );
         }
     }
 
@@ -189,10 +197,16 @@ impl Sequencer {
             missing.iter().map(|room| ctx.store.head(room)).collect();
         let heads = bounded_all(lookups).await;
         for (room, head) in missing.iter().zip(heads) {
-            state.heads.insert(room.to_string(), head?);
+            let head = head?;
+            state.heads.insert(room.to_string(), head);
+            if head == 0 {
+                // Never written to: every id it will see is new or in memory.
+                state.complete.insert(room.to_string());
+            }
         }
 
-        // 3. What the store knows of client ids not in memory.
+        // 3. What the store knows of client ids not in memory (rooms whose ids are all in
+        // memory need no look-up: that is every room created since this state began).
         let mut wanted: HashSet<(String, String)> = HashSet::new();
         for e in &events {
             if let (Some(room), Some(id)) = (e.room.as_deref(), e.client_id.as_deref()) {
@@ -201,6 +215,7 @@ impl Sequencer {
                     && rooms.contains(room)
                     && valid_client_id(id)
                     && !state.ids.contains(&key)
+                    && !state.complete.contains(room)
                 {
                     wanted.insert(key);
                 }

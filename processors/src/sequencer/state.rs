@@ -75,6 +75,10 @@ pub(crate) struct State {
     pub heads: Recency<String, i64>,
     /// (room, client id) → (seq, ts). At most `max_ids` (+ one batch, + unpersisted).
     pub ids: Recency<(String, String), (i64, i64)>,
+    /// Rooms whose every client id is in `ids` (they were empty when first loaded and have lost
+    /// no id to eviction since): an id missing from `ids` is new, with no store look-up. A
+    /// subset of `heads`.
+    pub complete: HashSet<String>,
     /// Room-log partitions whose unpersisted tail has been folded in since this state began
     /// (at most the room log's partition count).
     pub scanned: HashSet<u32>,
@@ -87,6 +91,7 @@ impl State {
         Self {
             heads: Recency::new(),
             ids: Recency::new(),
+            complete: HashSet::new(),
             scanned: HashSet::new(),
             max_rooms,
             max_ids,
@@ -106,7 +111,10 @@ impl State {
         for (room, stored) in rooms.iter().zip(stored) {
             let stored = stored?;
             match self.heads.get(room) {
-                Some(head) if stored >= *head => self.heads.remove(room),
+                Some(head) if stored >= *head => {
+                    self.heads.remove(room);
+                    self.complete.remove(room);
+                }
                 _ => self.heads.touch(room),
             }
         }
@@ -118,7 +126,10 @@ impl State {
         for (key, stored) in keys.iter().zip(stored) {
             let stored = stored?;
             match self.ids.get(key) {
-                Some((seq, _)) if stored == Some(*seq) => self.ids.remove(key),
+                Some((seq, _)) if stored == Some(*seq) => {
+                    self.ids.remove(key);
+                    self.complete.remove(&key.0);
+                }
                 _ => self.ids.touch(key),
             }
         }
