@@ -44,6 +44,10 @@ if [ ! -d "$BENCH/baseline/node_modules/socket.io" ]; then
 fi
 
 SECRET=bench-$RANDOM$RANDOM
+# Multi-process idle: PER_ONE connections from each of two generators on one server process
+# (the most one process may hold), and MANY_PROCS servers with PER_MANY each.
+if [ $QUICK = 1 ]; then PER_ONE=200; MANY_PROCS=2; PER_MANY=200
+else PER_ONE=9000; MANY_PROCS=4; PER_MANY=12500; fi
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -75,6 +79,51 @@ TIDINGS_ENV=(TIDINGS_JWT_SECRET="$SECRET" TIDINGS_RATE_PER_SEC=100000 TIDINGS_RA
   RUST_LOG=${RUST_LOG:-warn})
 
 RECORDS=0
+PARTS=$WORK/idle-parts.jsonl
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# idle_many TARGET LABEL PER_GENERATOR PORT:PID...
+# One idle generator per PORT:PID, all at once, each holding PER_GENERATOR connections for the
+# same time (a PORT:PID may repeat: several generators on one server, since one generator
+# process is limited to ~19,000 sockets). Each server's RSS is read before any generator
+# starts; each generator divides its server's growth by all connections on that server.
+# Appends one record for the whole: connections held, and memory per connection averaged
+# over the servers (the largest reading per server: the one taken with every generator up).
+idle_many() {
+  local target=$1 label=$2 per=$3; shift 3
+  local specs=("$@") spec port pid i=0 gens=() failed=0
+  declare -A before=() on_pid=()
+  for spec in "${specs[@]}"; do
+    pid=${spec##*:}
+    [ -n "${before[$pid]:-}" ] || before[$pid]=$(rss_kb "$pid")
+    on_pid[$pid]=$(( ${on_pid[$pid]:-0} + per ))
+  done
+  local hold=$([ $QUICK = 1 ] && echo 3 || echo 20)
+  echo "== $label: idle, ${#specs[@]} generators x $per connections" >&2
+  : > "$PARTS"
+  for spec in "${specs[@]}"; do
+    port=${spec%%:*}; pid=${spec##*:}
+    timeout 600 "$LOADGEN" load idle --target "$target" --label "$label" \
+      --url "ws://127.0.0.1:$port" --secret "$SECRET" --server-pid "$pid" \
+      --connections "$per" --hold-secs "$hold" --id-offset $((i * per)) \
+      --rss-before-kb "${before[$pid]}" --expect-total "${on_pid[$pid]}" >> "$PARTS" &
+    gens+=($!)
+    i=$((i + 1))
+  done
+  for pid in "${gens[@]}"; do wait "$pid" || failed=1; done
+  jq -cs --arg target "$target" --arg lbl "$label" --argjson failed "$failed" \
+    --argjson procs "$(printf '%s\n' "${!before[@]}" | wc -l)" '
+    (group_by(.url) | map(max_by(.server_bytes_per_conn))) as $per_server
+    | {scenario: "load.idle_many", target: $target, label: $lbl,
+       server_processes: $procs, generators: length,
+       connections: (map(.connections) | add), held: (map(.held) | add),
+       server_bytes_per_conn: (($per_server | map(.server_bytes_per_conn) | add) / ($per_server | length) | round),
+       per_server_bytes_per_conn: ($per_server | map(.server_bytes_per_conn)),
+       ok: ($failed == 0 and all(.ok))}' "$PARTS" | tee -a "$OUT" | jq -r '"idle_many \(.label): \(.held)/\(.connections) held on \(.server_processes) process(es), \(.server_bytes_per_conn) bytes/conn"' >&2
+  RECORDS=$((RECORDS + 1))
+}
+
 # run_matrix TARGET LABEL PORT PID...
 run_matrix() {
   local target=$1 label=$2 port=$3; shift 3
@@ -100,6 +149,15 @@ PIDS+=("$SERVER")
 wait_http "$PORT" /readyz 60
 run_matrix tidings standalone "$PORT" "$SERVER"
 stop "$SERVER"
+# The most one process holds: a fresh server, two generators at once.
+PORT=$(free_port)
+env "${TIDINGS_ENV[@]}" TIDINGS_LISTEN=127.0.0.1:$PORT TIDINGS_DATA_DIR="$WORK/standalone-max" \
+  "$TIDINGS" standalone > "$WORK/standalone-max.log" 2>&1 &
+SERVER=$!
+PIDS+=("$SERVER")
+wait_http "$PORT" /readyz 60
+idle_many tidings standalone "$PER_ONE" "$PORT:$SERVER" "$PORT:$SERVER"
+stop "$SERVER"
 
 # --- the node baseline ---
 PORT=$(free_port)
@@ -109,6 +167,26 @@ PIDS+=("$SERVER")
 wait_http "$PORT" /healthz 30
 run_matrix node baseline "$PORT" "$SERVER"
 stop "$SERVER"
+node_server() {
+  local port=$1
+  (cd "$BENCH/baseline" && PORT=$port JWT_SECRET=$SECRET exec node server.mjs) >> "$WORK/node.log" 2>&1 &
+  SERVER=$!
+  PIDS+=("$SERVER")
+  wait_http "$port" /healthz 30
+}
+PORT=$(free_port)
+node_server "$PORT"
+idle_many node baseline "$PER_ONE" "$PORT:$SERVER" "$PORT:$SERVER"
+stop "$SERVER"
+# Several processes: what a Node deployment would run for the same count.
+SPECS=()
+for _ in $(seq "$MANY_PROCS"); do
+  PORT=$(free_port)
+  node_server "$PORT"
+  SPECS+=("$PORT:$SERVER")
+done
+idle_many node baseline "$PER_MANY" "${SPECS[@]}"
+for spec in "${SPECS[@]}"; do stop "${spec##*:}"; done
 
 # --- Tidings distributed: one edge and every processor in a second process ---
 if [ $DISTRIBUTED = 1 ]; then
@@ -119,14 +197,20 @@ if [ $DISTRIBUTED = 1 ]; then
     TIDINGS_LISTEN=127.0.0.1:$(free_port) "$TIDINGS" processor all > "$WORK/processors.log" 2>&1 &
   PROCESSORS=$!
   PIDS+=("$PROCESSORS")
-  PORT=$(free_port)
-  env "${DIST_ENV[@]}" TIDINGS_NODE_ID="bench-edge-$RANDOM" TIDINGS_LISTEN=127.0.0.1:$PORT \
-    "$TIDINGS" edge > "$WORK/edge.log" 2>&1 &
-  EDGE=$!
-  PIDS+=("$EDGE")
-  wait_http "$PORT" /readyz 120
-  run_matrix tidings distributed "$PORT" "$EDGE" "$PROCESSORS"
-  stop "$EDGE" "$PROCESSORS"
+  SPECS=()
+  for e in $(seq "$MANY_PROCS"); do
+    PORT=$(free_port)
+    env "${DIST_ENV[@]}" TIDINGS_NODE_ID="bench-edge-$e-$RANDOM" TIDINGS_LISTEN=127.0.0.1:$PORT \
+      "$TIDINGS" edge > "$WORK/edge-$e.log" 2>&1 &
+    PIDS+=($!)
+    SPECS+=("$PORT:$!")
+  done
+  for spec in "${SPECS[@]}"; do wait_http "${spec%%:*}" /readyz 120; done
+  # The matrix on the first edge (the others idle), then every edge at once.
+  run_matrix tidings distributed "${SPECS[0]%%:*}" "${SPECS[0]##*:}" "$PROCESSORS"
+  idle_many tidings distributed "$PER_MANY" "${SPECS[@]}"
+  for spec in "${SPECS[@]}"; do stop "${spec##*:}"; done
+  stop "$PROCESSORS"
 fi
 
 # Every scenario left one record; in --quick mode each must say "ok": true.
