@@ -76,6 +76,12 @@ enum Command {
         reads: usize,
         #[arg(long, default_value = "127.0.0.1:9042")]
         contact: String,
+        /// Then append this many messages in persistence-sized batches (1,000 per call,
+        /// spread over --rooms rooms, in seq order per room) and report messages/s.
+        #[arg(long, default_value_t = 100_000)]
+        bulk: usize,
+        #[arg(long, default_value_t = 100)]
+        rooms: usize,
     },
     /// Socket.IO load against a running server (Tidings or the node baseline), loopback only.
     Load {
@@ -199,6 +205,8 @@ async fn bench_store(
     appends: usize,
     reads: usize,
     contact: String,
+    bulk: usize,
+    rooms: usize,
 ) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let (store, name): (Arc<dyn Store>, &str) = match backend {
@@ -248,6 +256,36 @@ async fn bench_store(
     report(serde_json::json!({
         "scenario": "store.read_page_latency", "backend": name, "reads": reads, "page": 50,
         "p50_ms": ms(&read, 0.5), "p99_ms": ms(&read, 0.99), "max_ms": ms(&read, 1.0),
+    }));
+
+    // Persistence's shape: batches of 1,000 from many rooms, each room's seqs in order.
+    const BATCH: usize = 1000;
+    let prefix = uuid::Uuid::new_v4().simple().to_string();
+    let mut batch_latency = histogram();
+    let started = Instant::now();
+    let mut written = 0usize;
+    while written < bulk {
+        let n = BATCH.min(bulk - written);
+        let batch: Vec<StoredMessage> = (written..written + n)
+            .map(|i| StoredMessage {
+                room: format!("bulk-{prefix}-{}", i % rooms),
+                seq: (i / rooms) as i64 + 1,
+                client_id: format!("c{i}"),
+                from: "bench".into(),
+                text: "x".repeat(64),
+                ts: i as i64,
+            })
+            .collect();
+        let t = Instant::now();
+        store.append(&batch).await?;
+        batch_latency.record(t.elapsed().as_micros() as u64)?;
+        written += n;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    report(serde_json::json!({
+        "scenario": "store.bulk_append", "backend": name, "messages": bulk, "rooms": rooms,
+        "batch": BATCH, "messages_per_s": (bulk as f64 / secs).round(),
+        "batch_p50_ms": ms(&batch_latency, 0.5), "batch_p99_ms": ms(&batch_latency, 0.99),
     }));
     Ok(())
 }
@@ -393,7 +431,9 @@ async fn main() -> Result<()> {
             appends,
             reads,
             contact,
-        } => bench_store(backend, appends, reads, contact).await,
+            bulk,
+            rooms,
+        } => bench_store(backend, appends, reads, contact, bulk, rooms.max(1)).await,
         Command::Load { scenario } => load::run(scenario).await,
     }
 }

@@ -9,12 +9,19 @@ use crate::{
     StoredMessage,
 };
 use async_trait::async_trait;
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::future::BoxFuture;
+use futures::stream::{self, StreamExt, TryStreamExt};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::Consistency;
+use std::collections::HashMap;
 use std::time::Duration;
+
+/// Rows per unlogged batch. A batch of one partition's rows is one mutation, which is where
+/// batching pays: per-row statements capped appends at ~1,300 messages/s here (BENCHMARKS.md).
+const BATCH_ROWS: usize = 100;
 
 /// How to reach the cluster and how to keep the data.
 #[derive(Debug, Clone)]
@@ -112,6 +119,7 @@ struct Statements {
 pub struct CassandraStore {
     session: Session,
     statements: Statements,
+    consistency: Consistency,
     bucket_size: i64,
     write_concurrency: usize,
 }
@@ -199,6 +207,7 @@ impl CassandraStore {
         Ok(Self {
             session,
             statements,
+            consistency: config.consistency,
             bucket_size: config.bucket_size,
             write_concurrency: config.write_concurrency.max(1),
         })
@@ -208,31 +217,19 @@ impl CassandraStore {
         seq / self.bucket_size
     }
 
-    async fn write_one(&self, m: &StoredMessage) -> Result<()> {
-        // A rewrite of the same (room, seq) carries the same values: an idempotent upsert.
-        // The head moves only after the message is readable: an edge that sees head N and
-        // then reads up to N must find it.
-        let message = self.session.execute_unpaged(
-            &self.statements.insert_message,
-            (
-                &m.room,
-                self.bucket_of(m.seq),
-                m.seq,
-                &m.client_id,
-                &m.from,
-                &m.text,
-                m.ts,
-            ),
-        );
-        let client_id = self.session.execute_unpaged(
-            &self.statements.insert_client_id,
-            (&m.room, &m.client_id, m.seq),
-        );
-        let (message, client_id) = futures::join!(message, client_id);
-        message.map_err(unavailable)?;
-        client_id.map_err(unavailable)?;
+    /// One unlogged batch of `statement`, one row of `rows` each.
+    async fn write_batch<R: scylla::serialize::row::SerializeRow>(
+        &self,
+        statement: &PreparedStatement,
+        rows: Vec<R>,
+    ) -> Result<()> {
+        let mut batch = Batch::new(BatchType::Unlogged);
+        batch.set_consistency(self.consistency);
+        for _ in 0..rows.len() {
+            batch.append_statement(statement.clone());
+        }
         self.session
-            .execute_unpaged(&self.statements.insert_head, (m.seq, m.seq, &m.room))
+            .batch(&batch, rows)
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -245,19 +242,67 @@ impl Store for CassandraStore {
         for m in messages {
             validate(m)?;
         }
-        let mut pending = FuturesUnordered::new();
+        // Rewriting the same (room, seq) writes the same values: appends are idempotent
+        // upserts. Messages go in batches within one (room, bucket) partition; client ids,
+        // one partition each, in batches per room.
+        type Row<'a> = (&'a str, i64, i64, &'a str, &'a str, &'a str, i64);
+        let mut partitions: HashMap<(&str, i64), Vec<Row<'_>>> = HashMap::new();
+        let mut ids: HashMap<&str, Vec<(&str, &str, i64)>> = HashMap::new();
+        let mut heads: HashMap<&str, i64> = HashMap::new();
         for m in messages {
-            if pending.len() >= self.write_concurrency {
-                if let Some(result) = pending.next().await {
-                    result?;
-                }
+            let bucket = self.bucket_of(m.seq);
+            partitions.entry((&m.room, bucket)).or_default().push((
+                &m.room,
+                bucket,
+                m.seq,
+                &m.client_id,
+                &m.from,
+                &m.text,
+                m.ts,
+            ));
+            ids.entry(&m.room)
+                .or_default()
+                .push((&m.room, &m.client_id, m.seq));
+            let head = heads.entry(&m.room).or_insert(m.seq);
+            *head = (*head).max(m.seq);
+        }
+        let mut writes: Vec<BoxFuture<'_, Result<()>>> = Vec::new();
+        for rows in partitions.into_values() {
+            for chunk in rows.chunks(BATCH_ROWS) {
+                writes.push(Box::pin(
+                    self.write_batch(&self.statements.insert_message, chunk.to_vec()),
+                ));
             }
-            pending.push(self.write_one(m));
         }
-        while let Some(result) = pending.next().await {
-            result?;
+        for rows in ids.into_values() {
+            for chunk in rows.chunks(BATCH_ROWS) {
+                writes.push(Box::pin(
+                    self.write_batch(&self.statements.insert_client_id, chunk.to_vec()),
+                ));
+            }
         }
-        Ok(())
+        stream::iter(writes)
+            .buffer_unordered(self.write_concurrency)
+            .try_collect::<()>()
+            .await?;
+        // Heads last: a reader that sees head N must find every message up to N, and an
+        // append call carries every seq of its rooms above what earlier calls stored.
+        let head_writes: Vec<BoxFuture<'_, Result<()>>> = heads
+            .into_iter()
+            .map(|(room, head)| -> BoxFuture<'_, Result<()>> {
+                Box::pin(async move {
+                    self.session
+                        .execute_unpaged(&self.statements.insert_head, (head, head, room))
+                        .await
+                        .map(|_| ())
+                        .map_err(unavailable)
+                })
+            })
+            .collect();
+        stream::iter(head_writes)
+            .buffer_unordered(self.write_concurrency)
+            .try_collect::<()>()
+            .await
     }
 
     async fn read(&self, room: &str, range: SeqRange) -> Result<Vec<StoredMessage>> {
