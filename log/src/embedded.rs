@@ -12,7 +12,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -65,6 +65,8 @@ struct Shared {
     db: Database,
     /// Topic name → partition count, cached from TOPICS.
     topics: Mutex<HashMap<String, u32>>,
+    /// Topics whose appends need no fsync (`TopicSpec::durable` false), as last ensured.
+    lazy: Mutex<HashSet<String>>,
     /// Consumer group → generation of its current member; a newer member fences older ones.
     generations: Mutex<HashMap<String, u64>>,
     /// Bumped after every commit; readers wait on it instead of polling.
@@ -103,6 +105,7 @@ impl EmbeddedLog {
         let shared = Arc::new(Shared {
             db,
             topics: Mutex::new(topics),
+            lazy: Mutex::new(HashSet::new()),
             generations: Mutex::new(HashMap::new()),
             committed,
         });
@@ -233,9 +236,21 @@ fn write_batch(shared: &Shared, batch: &[WriteRequest]) -> Vec<Result<Vec<Positi
         Ok(t) => t.clone(),
         Err(e) => return batch.iter().map(|_| Err(redb_err(&e))).collect(),
     };
+    // No fsync when every record may be lost in a crash and no offsets are committed; a
+    // later durable commit makes it durable too (redb orders commits).
+    let durable = match shared.lazy.lock() {
+        Ok(lazy) => batch.iter().any(|request| {
+            request.commit.is_some() || request.records.iter().any(|r| !lazy.contains(&r.topic))
+        }),
+        Err(_) => true,
+    };
 
     let attempt = || -> Result<Vec<Option<Vec<Position>>>> {
-        let txn = shared.db.begin_write().map_err(redb_err)?;
+        let mut txn = shared.db.begin_write().map_err(redb_err)?;
+        if !durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(redb_err)?;
+        }
         let mut answers = Vec::with_capacity(batch.len());
         {
             let mut records = txn.open_table(RECORDS).map_err(redb_err)?;
@@ -396,6 +411,14 @@ impl Log for EmbeddedLog {
                 all
             };
             *shared.topics.lock().map_err(redb_err)? = table;
+            let mut lazy = shared.lazy.lock().map_err(redb_err)?;
+            for spec in &specs {
+                if spec.durable {
+                    lazy.remove(&spec.name);
+                } else {
+                    lazy.insert(spec.name.clone());
+                }
+            }
             Ok(())
         })
         .await

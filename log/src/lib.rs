@@ -169,7 +169,9 @@ pub trait Log: Send + Sync + 'static {
     async fn ensure_topics(&self, topics: &[TopicSpec]) -> Result<()>;
 
     /// Appends `record` to the partition its key maps to; returns once it is durable
-    /// (Kafka: acknowledged by all in-sync replicas; embedded: fsynced).
+    /// (Kafka: acknowledged by all in-sync replicas; embedded: fsynced, except on topics
+    /// whose [`TopicSpec::durable`] is false: there it is committed and readable, and
+    /// reaches disk with the next durable commit).
     async fn produce(&self, record: OutRecord) -> Result<Position>;
 
     /// Appends `records` and returns once all are durable. Records of one partition keep

@@ -10,6 +10,13 @@ pub struct TopicSpec {
     pub retention_ms: Option<i64>,
     /// Log compaction keeps the latest record per key.
     pub compacted: bool,
+    /// Whether an append must be on disk before it is acknowledged. False for records that
+    /// are resent or re-derived if a crash loses them: client events (the client resends
+    /// until acked, and only the sequencer's durable commit acks), deliveries (fan-out derives
+    /// them again from the room log; edges drop repeats by seq) and typing notices (volatile).
+    /// The embedded log commits those without an fsync, and its next durable commit carries
+    /// them to disk; Kafka keeps `acks=all` for every topic.
+    pub durable: bool,
 }
 
 impl TopicSpec {
@@ -19,6 +26,7 @@ impl TopicSpec {
             partitions,
             retention_ms: None,
             compacted: false,
+            durable: true,
         }
     }
 }
@@ -41,11 +49,13 @@ pub fn all() -> Vec<TopicSpec> {
     vec![
         TopicSpec {
             retention_ms: Some(7 * DAY_MS),
+            durable: false,
             ..TopicSpec::new(CLIENT_EVENTS, 8)
         },
         TopicSpec::new(ROOM_LOG, 8),
         TopicSpec {
             retention_ms: Some(60 * 60 * 1000),
+            durable: false,
             ..TopicSpec::new(DELIVERIES, 16)
         },
         TopicSpec {
@@ -54,6 +64,7 @@ pub fn all() -> Vec<TopicSpec> {
         },
         TopicSpec {
             retention_ms: Some(60 * 1000),
+            durable: false,
             ..TopicSpec::new(TYPING, 8)
         },
     ]
