@@ -140,49 +140,44 @@ run_matrix() {
   done
 }
 
+# standalone_server NAME: a fresh `tidings standalone` on a free port (sets PORT and SERVER).
+standalone_server() {
+  PORT=$(free_port)
+  env "${TIDINGS_ENV[@]}" TIDINGS_LISTEN=127.0.0.1:$PORT TIDINGS_DATA_DIR="$WORK/$1" \
+    "$TIDINGS" standalone > "$WORK/$1.log" 2>&1 &
+  SERVER=$!
+  PIDS+=("$SERVER")
+  wait_http "$PORT" /readyz 60
+}
+
 # --- Tidings standalone ---
-PORT=$(free_port)
-env "${TIDINGS_ENV[@]}" TIDINGS_LISTEN=127.0.0.1:$PORT TIDINGS_DATA_DIR="$WORK/standalone" \
-  "$TIDINGS" standalone > "$WORK/standalone.log" 2>&1 &
-SERVER=$!
-PIDS+=("$SERVER")
-wait_http "$PORT" /readyz 60
+standalone_server standalone
 run_matrix tidings standalone "$PORT" "$SERVER"
 stop "$SERVER"
 # The most one process holds: a fresh server, two generators at once.
-PORT=$(free_port)
-env "${TIDINGS_ENV[@]}" TIDINGS_LISTEN=127.0.0.1:$PORT TIDINGS_DATA_DIR="$WORK/standalone-max" \
-  "$TIDINGS" standalone > "$WORK/standalone-max.log" 2>&1 &
-SERVER=$!
-PIDS+=("$SERVER")
-wait_http "$PORT" /readyz 60
+standalone_server standalone-max
 idle_many tidings standalone "$PER_ONE" "$PORT:$SERVER" "$PORT:$SERVER"
 stop "$SERVER"
 
 # --- the node baseline ---
-PORT=$(free_port)
-(cd "$BENCH/baseline" && PORT=$PORT JWT_SECRET=$SECRET exec node server.mjs) > "$WORK/node.log" 2>&1 &
-SERVER=$!
-PIDS+=("$SERVER")
-wait_http "$PORT" /healthz 30
-run_matrix node baseline "$PORT" "$SERVER"
-stop "$SERVER"
+# node_server: a fresh baseline server on a free port (sets PORT and SERVER).
 node_server() {
-  local port=$1
-  (cd "$BENCH/baseline" && PORT=$port JWT_SECRET=$SECRET exec node server.mjs) >> "$WORK/node.log" 2>&1 &
+  PORT=$(free_port)
+  (cd "$BENCH/baseline" && PORT=$PORT JWT_SECRET=$SECRET exec node server.mjs) >> "$WORK/node.log" 2>&1 &
   SERVER=$!
   PIDS+=("$SERVER")
-  wait_http "$port" /healthz 30
+  wait_http "$PORT" /healthz 30
 }
-PORT=$(free_port)
-node_server "$PORT"
+node_server
+run_matrix node baseline "$PORT" "$SERVER"
+stop "$SERVER"
+node_server
 idle_many node baseline "$PER_ONE" "$PORT:$SERVER" "$PORT:$SERVER"
 stop "$SERVER"
 # Several processes: what a Node deployment would run for the same count.
 SPECS=()
 for _ in $(seq "$MANY_PROCS"); do
-  PORT=$(free_port)
-  node_server "$PORT"
+  node_server
   SPECS+=("$PORT:$SERVER")
 done
 idle_many node baseline "$PER_MANY" "${SPECS[@]}"
