@@ -40,6 +40,8 @@ pub struct EdgeConfig {
     pub reply_timeout: Duration,
     /// How long catch-up waits for the store to reach the needed seq before `unavailable`.
     pub catchup_timeout: Duration,
+    /// How long a client may take to send its HTTP request head; then it is disconnected.
+    pub request_head_timeout: Duration,
     /// How often the delivery consumer lag is sampled.
     pub lag_sample_interval: Duration,
 }
@@ -64,6 +66,7 @@ impl EdgeConfig {
             max_join_buffer: 10_000,
             reply_timeout: Duration::from_secs(10),
             catchup_timeout: Duration::from_secs(10),
+            request_head_timeout: Duration::from_secs(10),
             lag_sample_interval: Duration::from_secs(5),
         }
     }

@@ -93,7 +93,8 @@ pub async fn serve_on(
     );
     let app = http::router(shared.clone()).layer(layer);
     let stop = shutdown.clone();
-    listener::serve(listener, app, async move {
+    let head_timeout = shared.config.request_head_timeout;
+    listener::serve(listener, app, head_timeout, async move {
         stop.cancelled().await;
         // Close every Socket.IO connection: they would outlive the accept loop otherwise.
         io.close().await;

@@ -16,15 +16,19 @@ use tower::ServiceExt;
 
 /// The largest request head hyper buffers (its minimum is 8 KiB).
 pub const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
-/// A client must send its whole request head within this time.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `app` on `listener` until `shutdown` completes.
-pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Output = ()>) {
+/// Serves `app` on `listener` until `shutdown` completes. A client that has not sent a whole
+/// request head within `head_timeout` is disconnected (a stalled handshake holds a socket).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    head_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.max_buf_size(MAX_REQUEST_HEAD_BYTES)
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(head_timeout);
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {

@@ -691,6 +691,20 @@ async fn oversized_headers_are_refused_and_the_server_keeps_serving() {
     assert_eq!(c.call("join", json!({"room": "h"})).await["ok"], true);
 }
 
+/// A client that never finishes its request head is disconnected, and holds nothing after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_request_head_is_disconnected() {
+    let h = start(|c| c.request_head_timeout = Duration::from_millis(300)).await;
+    let mut s = tokio::net::TcpStream::connect(&h.addr).await.unwrap();
+    s.write_all(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    assert!(closed.is_ok(), "the server kept a stalled request open");
+    assert_eq!(http(&h.addr, "GET", "/healthz", "").await.0, 200);
+}
+
 /// A client as fast as a native one: it sends its first event the instant the server's
 /// CONNECT arrives. socketioxide reports the connection before it runs an async connect
 /// handler, so handlers registered there missed such events (no ack, ever) for a few
