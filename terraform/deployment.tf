@@ -69,19 +69,11 @@ resource "kubernetes_stateful_set" "processor" {
           name  = each.key
           image = var.image
           args  = ["processor", each.key]
+          # Processors never see a client token: only edges get the JWT secret.
           env {
             name = "TIDINGS_NODE_ID"
             value_from {
               field_ref { field_path = "metadata.name" }
-            }
-          }
-          env {
-            name = "TIDINGS_JWT_SECRET"
-            value_from {
-              secret_key_ref {
-                name = kubernetes_secret.tidings.metadata[0].name
-                key  = "jwt_secret"
-              }
             }
           }
           dynamic "env" {

@@ -4,6 +4,7 @@
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
 use crate::rooms::Member;
+use crate::state::lock;
 use serde::Serialize;
 use socketioxide::extract::SocketRef;
 use socketioxide::SendError;
@@ -35,10 +36,6 @@ pub struct Conn {
     pub rooms: Mutex<HashMap<String, Arc<Member>>>,
     pub pending_sends: AtomicUsize,
     metrics: Metrics,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Conn {

@@ -5,20 +5,16 @@
 use crate::errors::{rejected, ClientError};
 use crate::protocol::{EncodedMessage, MessageOut, TypingOut};
 use crate::rooms::{Member, Offer};
-use crate::state::Shared;
+use crate::state::{lock, Shared};
 use crate::{catchup, rooms::Next};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tidings_log::{topics, PartitionReader};
 use tidings_schemas::{Delivery, LogRecord};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// How a send ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -86,10 +86,6 @@ impl EncodedMessage {
             json: serde_json::value::to_raw_value(msg)?,
         })
     }
-
-    pub fn json(&self) -> &str {
-        self.json.get()
-    }
 }
 
 impl Serialize for EncodedMessage {

@@ -4,13 +4,10 @@
 
 use crate::conn::{Conn, EmitError};
 use crate::protocol::EncodedMessage;
+use crate::state::lock;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use std::sync::{Arc, Mutex};
 
 /// What to do next for a membership that is not live.
 pub enum Next {

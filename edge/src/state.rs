@@ -6,7 +6,7 @@ use crate::deliveries::Pending;
 use crate::metrics::Metrics;
 use crate::rooms::Rooms;
 use std::sync::atomic::AtomicI64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use tidings_log::Log;
 use tidings_store::Store;
 
@@ -23,10 +23,10 @@ pub struct Shared {
     pub delivery_position: AtomicI64,
 }
 
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+pub use tidings_log::now_ms;
+
+/// Locks `m`, recovering from poisoning: a panicked holder leaves plain data (maps, buffers,
+/// counters) that is still usable, and the edge must keep serving the other connections.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

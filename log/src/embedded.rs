@@ -6,6 +6,7 @@
 //! [`Consumer::commit_with`] writes outputs and offsets in one atomic transaction, which is
 //! this backend's exactly-once read-process-write.
 
+use crate::now_ms;
 use crate::{
     partition_for, validate, Checkpoint, Consumer, ConsumerOptions, Log, LogError, OutRecord,
     PartitionReader, Position, Record, Result, StartAt, TopicSpec,
@@ -15,7 +16,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// (topic, partition, offset).
@@ -40,13 +41,6 @@ const RETENTION_EVERY: Duration = Duration::from_secs(30);
 
 fn redb_err(e: impl std::fmt::Display) -> LogError {
     LogError::Unavailable(format!("embedded log: {e}"))
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 struct GroupCommit {

@@ -16,6 +16,14 @@ use std::time::Duration;
 pub use partitioner::partition_for;
 pub use topics::TopicSpec;
 
+/// Milliseconds since the Unix epoch: the unit of every timestamp in records and envelopes.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Largest record value either backend accepts (Kafka's default `message.max.bytes` is ~1 MiB).
 pub const MAX_VALUE_BYTES: usize = 1_000_000;
 /// Keys are room names, edge ids and the like: short, non-empty text.

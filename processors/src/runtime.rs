@@ -4,7 +4,7 @@
 use crate::ProcessorError;
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tidings_log::{Checkpoint, Log, LogError, PartitionReader, Record};
 use tidings_schemas::{Delivery, LogRecord};
 use tokio_util::sync::CancellationToken;
@@ -21,12 +21,7 @@ const HEALTHY_SESSION: Duration = Duration::from_secs(30);
 /// 128 + 1 + 120 bytes, under the log's 256-byte key limit).
 const MAX_NODE_LEN: usize = 120;
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use tidings_log::now_ms;
 
 /// Whether a node id from a record can address an edge (and key a record).
 pub(crate) fn valid_node(node: &str) -> bool {

@@ -631,6 +631,9 @@ struct AckBody {
     error: Option<AckError>,
     #[serde(default)]
     head: Option<u64>,
+    /// A send's ack.
+    #[serde(default)]
+    seq: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -981,15 +984,24 @@ struct MessageSeq {
 async fn await_ack(
     client: &mut Client,
     ack_id: u64,
-    mut on_event: impl FnMut(&str),
+    on_event: impl FnMut(&str),
 ) -> Result<Result<Option<u64>, String>> {
+    Ok(ack_result(&await_ack_args(client, ack_id, on_event).await?))
+}
+
+/// Reads frames until `ack_id`'s ack and returns its arguments; events go to `on_event`.
+async fn await_ack_args(
+    client: &mut Client,
+    ack_id: u64,
+    mut on_event: impl FnMut(&str),
+) -> Result<String> {
     loop {
         let text = client
             .next_text()
             .await?
             .ok_or_else(|| anyhow!("the server closed the connection"))?;
         match sio::decode(&text) {
-            Ok(Packet::Ack { id, args }) if id == ack_id => return Ok(ack_result(args)),
+            Ok(Packet::Ack { id, args }) if id == ack_id => return Ok(args.to_string()),
             Ok(Packet::Event { args, .. }) => on_event(args),
             Ok(Packet::Disconnect | Packet::Close) => bail!("disconnected by the server"),
             _ => {}
@@ -1124,13 +1136,6 @@ async fn catchup(common: &Common, k: usize, window: usize) -> Result<()> {
     Ok(())
 }
 
-/// `{"ok":true,"seq":N,…}`: a send's ack.
-#[derive(Deserialize)]
-struct SendAck {
-    ok: bool,
-    seq: Option<u64>,
-}
-
 /// `{"ok":true,"messages":[{…"seq":N…}],…}`: a history page's ack.
 #[derive(Deserialize)]
 struct HistoryAck {
@@ -1145,21 +1150,6 @@ fn history_newest(args: &str) -> Result<u64, String> {
         Ok((body,)) if body.ok => Ok(body.messages.iter().map(|m| m.seq).max().unwrap_or(0)),
         Ok(_) => Err(ack_result(args).err().unwrap_or_else(|| "unknown".into())),
         Err(_) => Err("malformed_ack".into()),
-    }
-}
-
-/// Reads frames until `ack_id`'s ack and returns its arguments; events are ignored.
-async fn await_ack_args(client: &mut Client, ack_id: u64) -> Result<String> {
-    loop {
-        let text = client
-            .next_text()
-            .await?
-            .ok_or_else(|| anyhow!("the server closed the connection"))?;
-        match sio::decode(&text) {
-            Ok(Packet::Ack { id, args }) if id == ack_id => return Ok(args.to_string()),
-            Ok(Packet::Disconnect | Packet::Close) => bail!("disconnected by the server"),
-            _ => {}
-        }
     }
 }
 
@@ -1249,7 +1239,7 @@ async fn persistence_lag(common: &Common, rate: f64, secs: f64, writers: usize) 
                 .emit("history", &serde_json::json!({ "room": room, "limit": 1 }))
                 .await?;
             reads += 1;
-            match history_newest(&await_ack_args(&mut prober, id).await?) {
+            match history_newest(&await_ack_args(&mut prober, id, |_| {}).await?) {
                 Ok(have) if have >= seq => break,
                 Ok(_) => tokio::time::sleep(Duration::from_micros(500)).await,
                 Err(code) => {
@@ -1330,8 +1320,8 @@ async fn send_at_rate(
                 let text = frame?.ok_or_else(|| anyhow!("the server closed the writer"))?;
                 if let Ok(Packet::Ack { id, args }) = sio::decode(&text) {
                     if in_flight.remove(&id) {
-                        match serde_json::from_str::<(SendAck,)>(args) {
-                            Ok((SendAck { ok: true, seq: Some(seq) },)) => {
+                        match serde_json::from_str::<(AckBody,)>(args) {
+                            Ok((AckBody { ok: true, seq: Some(seq), .. },)) => {
                                 stats.acked_ok.fetch_add(1, Relaxed);
                                 let mut n = newest.lock().map_err(|_| anyhow!("lock poisoned"))?;
                                 if n.is_none_or(|(s, _)| seq > s) {

@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 pub const GROUP: &str = "tidings-fanout";
 /// Room events per poll.
 const BATCH: usize = 500;
-/// Most deliveries held before they are committed (G7): a batch to many edges is committed
-/// in several transactions, each ending on a whole room event.
+/// Most deliveries held before they are appended (G7): a batch to many edges is appended and
+/// committed in several steps, each ending on a whole room event.
 const MAX_PENDING: usize = 10_000;
 
 pub struct Fanout;
