@@ -659,6 +659,12 @@ async fn http_endpoints() {
     ] {
         assert!(metrics.contains(needle), "{needle} missing from {metrics}");
     }
+    // The one message went out once: the per-kind counter the delivery path increments.
+    let messages_out = metrics
+        .lines()
+        .find(|l| l.starts_with("tidings_edge_events_out_total{") && l.contains("kind=\"message\""))
+        .unwrap_or_default();
+    assert!(messages_out.ends_with(" 1"), "{metrics}");
 
     // Without dev tokens there is no token endpoint.
     let h2 = start(|c| c.dev_tokens = false).await;
