@@ -1,12 +1,15 @@
-//! Client tokens: HS256 JWTs with `sub` (required), `exp` (required) and `name` (optional).
+//! Client tokens: HS256 JWTs with `sub` (required), `exp` (required), `name` (optional),
+//! and `nbf` / `iat` (optional, checked when present). `sub` and `name` must be short and
+//! visible (`tidings_schemas::text::check_identity`): they are shown to other users verbatim.
 
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::{SystemTime, UNIX_EPOCH};
+use tidings_schemas::text::check_identity;
 
-/// Longest `sub` / `name` the edge accepts.
-pub const MAX_CLAIM_CHARS: usize = 256;
+/// How far in the future `nbf` and `iat` may be: clocks of issuers and edges drift a little.
+pub const CLOCK_LEEWAY_SECS: u64 = 5;
 
 /// The claims the edge uses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,6 +18,25 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Not valid before (seconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Issued at (seconds since the epoch); a token from the future is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+}
+
+impl Claims {
+    /// Claims for `sub`, expiring at `exp`, with no optional claim.
+    pub fn new(sub: impl Into<String>, exp: u64) -> Self {
+        Self {
+            sub: sub.into(),
+            exp,
+            name: None,
+            nbf: None,
+            iat: None,
+        }
+    }
 }
 
 /// Why a token was refused (all of them reach the client as `unauthorized`).
@@ -36,8 +58,10 @@ pub struct Verifier {
 impl Verifier {
     pub fn new(secret: &str) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
+        // `exp` is strict; `nbf` and `iat` are checked below with a small leeway.
         validation.leeway = 0;
         validation.validate_exp = true;
+        validation.validate_nbf = false;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Self {
             key: DecodingKey::from_secret(secret.as_bytes()),
@@ -50,15 +74,16 @@ impl Verifier {
         let data = decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| AuthError::Bad(e.to_string()))?;
         let claims = data.claims;
-        if claims.sub.is_empty() || claims.sub.chars().count() > MAX_CLAIM_CHARS {
-            return Err(AuthError::Bad("sub must be 1 to 256 characters".into()));
+        let latest = now_secs() + CLOCK_LEEWAY_SECS;
+        if claims.nbf.is_some_and(|nbf| nbf > latest) {
+            return Err(AuthError::Bad("token not valid yet (nbf)".into()));
         }
-        if claims
-            .name
-            .as_ref()
-            .is_some_and(|n| n.chars().count() > MAX_CLAIM_CHARS)
-        {
-            return Err(AuthError::Bad("name longer than 256 characters".into()));
+        if claims.iat.is_some_and(|iat| iat > latest) {
+            return Err(AuthError::Bad("token issued in the future (iat)".into()));
+        }
+        check_identity(&claims.sub).map_err(|e| AuthError::Bad(format!("sub {e}")))?;
+        if let Some(name) = &claims.name {
+            check_identity(name).map_err(|e| AuthError::Bad(format!("name {e}")))?;
         }
         Ok(claims)
     }
@@ -98,9 +123,8 @@ mod tests {
 
     fn claims(exp: u64) -> Claims {
         Claims {
-            sub: "ada".into(),
-            exp,
             name: Some("Ada".into()),
+            ..Claims::new("ada", exp)
         }
     }
 
@@ -140,5 +164,87 @@ mod tests {
         )
         .unwrap();
         assert!(v.verify(&empty_sub).is_err());
+    }
+
+    #[test]
+    fn nbf_and_iat_in_the_future_are_refused() {
+        let v = Verifier::new("k");
+        let exp = now_secs() + 600;
+        let ok = |nbf, iat| {
+            let c = Claims {
+                nbf,
+                iat,
+                ..Claims::new("ada", exp)
+            };
+            v.verify(&mint("k", &c).unwrap()).is_ok()
+        };
+        assert!(ok(Some(now_secs()), Some(now_secs())));
+        assert!(
+            ok(Some(now_secs() + 2), Some(now_secs() + 2)),
+            "within the leeway"
+        );
+        assert!(!ok(Some(now_secs() + 60), None));
+        assert!(!ok(None, Some(now_secs() + 60)));
+        let key = EncodingKey::from_secret(b"k");
+        let bad_nbf = encode(
+            &Header::default(),
+            &json!({"sub": "a", "exp": exp, "nbf": "soon"}),
+            &key,
+        )
+        .unwrap();
+        assert!(v.verify(&bad_nbf).is_err());
+    }
+
+    #[test]
+    fn identities_with_hidden_characters_are_refused() {
+        let v = Verifier::new("k");
+        let exp = now_secs() + 600;
+        for sub in [
+            "a\u{1b}[2J",
+            "a\u{0}",
+            "a\r\nb",
+            "adm\u{202E}nimda",
+            "a\u{200B}",
+            &"x".repeat(129),
+        ] {
+            let token = mint("k", &Claims::new(sub, exp)).unwrap();
+            assert!(v.verify(&token).is_err(), "sub {sub:?} accepted");
+        }
+        let named = Claims {
+            name: Some("Eve\u{202E}".into()),
+            ..Claims::new("eve", exp)
+        };
+        assert!(v.verify(&mint("k", &named).unwrap()).is_err());
+        assert!(v
+            .verify(&mint("k", &Claims::new("Zoë", exp)).unwrap())
+            .is_ok());
+    }
+
+    #[test]
+    fn other_algorithms_and_unsigned_tokens_are_refused() {
+        let v = Verifier::new("k");
+        let exp = now_secs() + 600;
+        // base64url without padding, as JWTs use.
+        let b64 = |s: &str| {
+            const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let mut out = String::new();
+            for chunk in s.as_bytes().chunks(3) {
+                let n =
+                    chunk.iter().fold(0u32, |n, b| n << 8 | *b as u32) << (8 * (3 - chunk.len()));
+                for i in 0..=chunk.len() {
+                    out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+                }
+            }
+            out
+        };
+        let payload = b64(&json!({"sub": "ada", "exp": exp}).to_string());
+        for header in [
+            r#"{"alg":"none","typ":"JWT"}"#,
+            r#"{"alg":"RS256","typ":"JWT"}"#,
+            r#"{"alg":"HS512","typ":"JWT"}"#,
+        ] {
+            let unsigned = format!("{}.{payload}.", b64(header));
+            assert!(v.verify(&unsigned).is_err(), "{header}");
+        }
     }
 }

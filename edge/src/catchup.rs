@@ -2,7 +2,7 @@
 
 use crate::conn::Conn;
 use crate::errors::ClientError;
-use crate::protocol::MessageOut;
+use crate::protocol::{EncodedMessage, MessageOut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tidings_store::{SeqRange, Store};
@@ -14,7 +14,9 @@ pub const POLL: Duration = Duration::from_millis(20);
 
 /// Emits every message of `room` with `from < seq <= to`, in order, to `conn`; calls
 /// `sent(seq)` after each. Waits up to `patience` for the store to have them (persistence
-/// may lag the log); a page that shows a gap is read again after [`POLL`].
+/// may lag the log); a page that shows a gap is read again after [`POLL`]. Emits are paced by
+/// the connection's output bound: a client that reads slowly slows its replay down, and one
+/// that stops reading for `patience` fails it.
 pub async fn replay(
     store: &Arc<dyn Store>,
     conn: &Conn,
@@ -35,7 +37,8 @@ pub async fn replay(
                 break;
             }
             let seq = m.seq;
-            let out = MessageOut::from(m);
+            let out = EncodedMessage::new(&MessageOut::from(m))
+                .map_err(|e| ClientError::unavailable(format!("cannot encode: {e}")))?;
             conn.emit_paced("message", &out, patience)
                 .await
                 .map_err(|e| ClientError::unavailable(format!("connection: {e:?}")))?;

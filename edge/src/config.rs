@@ -24,7 +24,8 @@ pub struct EdgeConfig {
     pub max_rooms_per_conn: usize,
     /// Largest event payload (JSON) the edge accepts; larger → `too_large`.
     pub max_event_bytes: usize,
-    /// Largest Engine.IO payload; larger packets close the connection.
+    /// Largest Engine.IO payload, WebSocket frame and message: larger ones close the
+    /// connection, refused from the frame header or the polling body before being buffered.
     pub max_payload_bytes: u64,
     /// Initial WebSocket read buffer per connection; it grows for a larger frame. Small,
     /// because idle connections are most connections.
@@ -36,6 +37,8 @@ pub struct EdgeConfig {
     /// Live messages buffered per (connection, room) while a join or gap fill runs;
     /// more → the connection is dropped.
     pub max_join_buffer: usize,
+    /// The same bound in bytes of message JSON.
+    pub max_join_buffer_bytes: usize,
     /// How long a send or join waits for the processors' answer before `unavailable`.
     pub reply_timeout: Duration,
     /// How long catch-up waits for the store to reach the needed seq before `unavailable`.
@@ -44,6 +47,31 @@ pub struct EdgeConfig {
     pub request_head_timeout: Duration,
     /// How often the delivery consumer lag is sampled.
     pub lag_sample_interval: Duration,
+    /// Bytes a connection may have queued for it and not yet read (replies, history and
+    /// catch-up included); past it the connection is dropped as `slow_consumer`.
+    pub max_out_bytes: usize,
+    /// Largest reply: a `history` page is cut there (`has_more: true`).
+    pub max_reply_bytes: usize,
+    /// Requests one connection may have in progress at once (sends count separately, in
+    /// `max_pending_sends`); more → `rate_limited`.
+    pub max_requests_in_flight: usize,
+    /// How long a new TCP connection may go without an authenticated client on it.
+    pub auth_timeout: Duration,
+    /// TCP connections one IP address may hold on this edge (0: no cap).
+    pub max_conns_per_ip: usize,
+    /// New TCP connections per second one IP address may open, and the burst above that.
+    pub connects_per_sec_per_ip: f64,
+    pub connects_burst_per_ip: f64,
+    /// Socket.IO connections one user (`sub`) may hold on this edge (0: no cap).
+    pub max_conns_per_user: usize,
+    /// Events per second one user may send across all their connections on this edge.
+    pub user_events_per_sec: f64,
+    pub user_events_burst: f64,
+    /// Origins (`scheme://host[:port]`, or `*` for any) a browser page may connect from, on
+    /// top of the edge's own origin.
+    pub allowed_origins: Vec<String>,
+    /// Also allow pages served from loopback (`localhost`, `127.0.0.0/8`, `[::1]`).
+    pub allow_loopback_origins: bool,
 }
 
 impl EdgeConfig {
@@ -64,10 +92,23 @@ impl EdgeConfig {
             max_buffer_packets: 1024,
             max_pending_sends: 64,
             max_join_buffer: 10_000,
+            max_join_buffer_bytes: 4 * 1024 * 1024,
             reply_timeout: Duration::from_secs(10),
             catchup_timeout: Duration::from_secs(10),
             request_head_timeout: Duration::from_secs(10),
             lag_sample_interval: Duration::from_secs(5),
+            max_out_bytes: 1024 * 1024,
+            max_reply_bytes: 256 * 1024,
+            max_requests_in_flight: 16,
+            auth_timeout: Duration::from_secs(10),
+            max_conns_per_ip: 1000,
+            connects_per_sec_per_ip: 100.0,
+            connects_burst_per_ip: 1000.0,
+            max_conns_per_user: 64,
+            user_events_per_sec: 50.0,
+            user_events_burst: 100.0,
+            allowed_origins: Vec::new(),
+            allow_loopback_origins: false,
         }
     }
 }

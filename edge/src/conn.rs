@@ -1,12 +1,16 @@
 //! One client connection: who it is, its limits, the rooms it is in, and the way out to its
-//! socket (bounded: a connection that cannot keep up is dropped).
+//! socket (bounded in packets and in bytes: a connection that cannot keep up is dropped).
 
+use crate::admission::UserSlot;
+use crate::errors::ClientError;
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
+use crate::protocol::PacketSize;
 use crate::rooms::Member;
 use crate::state::lock;
+use crate::wire::OutQueue;
 use serde::Serialize;
-use socketioxide::extract::SocketRef;
+use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::SendError;
 use socketioxide::SocketError;
 use std::collections::HashMap;
@@ -17,43 +21,66 @@ use std::time::{Duration, Instant};
 /// Why an emit did not go out.
 #[derive(Debug, PartialEq, Eq)]
 pub enum EmitError {
-    /// The connection's output buffer is full.
+    /// The connection's output buffer is full (in packets or in bytes).
     Full,
     /// The connection is gone.
     Closed,
 }
 
-pub struct Conn {
-    /// The Socket.IO socket id; processors address replies to it.
-    pub id: String,
+/// Who is on the other end, from their token.
+pub struct Identity {
     /// JWT `sub`.
     pub user: String,
     /// JWT `name`.
     pub name: Option<String>,
+}
+
+/// The limits a connection draws on.
+pub struct Limits {
+    pub bucket: TokenBucket,
+    /// The user's bucket, shared by all their connections on this edge.
+    pub user: UserSlot,
+    /// Most bytes queued for the client and not yet written.
+    pub max_out_bytes: usize,
+}
+
+pub struct Conn {
+    /// The Socket.IO socket id (the Engine.IO session id); processors address replies to it.
+    pub id: String,
+    pub user: String,
+    pub name: Option<String>,
     socket: Mutex<Option<SocketRef>>,
-    pub bucket: Mutex<TokenBucket>,
+    bucket: Mutex<TokenBucket>,
+    user_slot: UserSlot,
+    /// What is queued for this client, in bytes.
+    pub out: Arc<OutQueue>,
+    max_out_bytes: usize,
     /// The rooms joined (or being joined) on this connection.
     pub rooms: Mutex<HashMap<String, Arc<Member>>>,
     pub pending_sends: AtomicUsize,
+    pub requests_in_flight: AtomicUsize,
     metrics: Metrics,
 }
 
+/// Bytes a Socket.IO event packet adds around its payload: `42["<event>",` … `]`.
+fn packet_bytes(event: &str, payload: usize) -> usize {
+    payload + event.len() + 8
+}
+
 impl Conn {
-    pub fn new(
-        socket: SocketRef,
-        user: String,
-        name: Option<String>,
-        bucket: TokenBucket,
-        metrics: Metrics,
-    ) -> Self {
+    pub fn new(socket: SocketRef, who: Identity, limits: Limits, metrics: Metrics) -> Self {
         Self {
             id: socket.id.to_string(),
-            user,
-            name,
+            user: who.user,
+            name: who.name,
             socket: Mutex::new(Some(socket)),
-            bucket: Mutex::new(bucket),
+            bucket: Mutex::new(limits.bucket),
+            user_slot: limits.user,
+            out: Arc::new(OutQueue::default()),
+            max_out_bytes: limits.max_out_bytes,
             rooms: Mutex::new(HashMap::new()),
             pending_sends: AtomicUsize::new(0),
+            requests_in_flight: AtomicUsize::new(0),
             metrics,
         }
     }
@@ -62,18 +89,30 @@ impl Conn {
         lock(&self.rooms)
     }
 
-    pub fn check_rate(&self) -> Result<(), crate::errors::ClientError> {
-        lock(&self.bucket).check()
+    /// One event's worth of this connection's rate and of its user's.
+    pub fn check_rate(&self) -> Result<(), ClientError> {
+        lock(&self.bucket).check()?;
+        lock(&self.user_slot.events).check()
     }
 
     pub fn is_open(&self) -> bool {
         lock(&self.socket).is_some()
     }
 
-    /// Emits without waiting; a full buffer is an error.
-    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
+    /// Emits without waiting; a full buffer (in packets or bytes) is an error.
+    pub fn emit<T: Serialize + PacketSize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> Result<(), EmitError> {
         let guard = lock(&self.socket);
         let socket = guard.as_ref().ok_or(EmitError::Closed)?;
+        if !self
+            .out
+            .admit(packet_bytes(event, data.packet_size()), self.max_out_bytes)
+        {
+            return Err(EmitError::Full);
+        }
         match socket.emit(event, data) {
             Ok(()) => {
                 self.metrics.event_out(event);
@@ -84,9 +123,19 @@ impl Conn {
         }
     }
 
+    /// Sends an ack of about `size` bytes, or drops the connection if its output is already
+    /// at the bound (the reply would only pile up behind what it does not read).
+    pub fn ack<T: Serialize + ?Sized>(&self, ack: AckSender, data: &T, size: usize) {
+        if !self.out.admit(size + 8, self.max_out_bytes) {
+            self.kick("slow_consumer");
+            return;
+        }
+        let _ = ack.send(data);
+    }
+
     /// Emits, waiting while the output buffer is full (catch-up, which can pace itself), for at
     /// most `patience`.
-    pub async fn emit_paced<T: Serialize + ?Sized>(
+    pub async fn emit_paced<T: Serialize + PacketSize + ?Sized>(
         &self,
         event: &str,
         data: &T,

@@ -4,7 +4,7 @@
 
 use crate::errors::{rejected, ClientError};
 use crate::protocol::{EncodedMessage, MessageOut, TypingOut};
-use crate::rooms::{Member, Offer};
+use crate::rooms::{BufferBound, Member, Offer};
 use crate::state::{lock, Shared};
 use crate::{catchup, rooms::Next};
 use std::collections::HashMap;
@@ -218,8 +218,11 @@ pub fn dispatch(shared: &Arc<Shared>, d: Delivery) {
                     return;
                 }
             };
-            let max = shared.config.max_join_buffer;
-            entry.for_each(|member| match member.offer(&msg, max) {
+            let bound = BufferBound {
+                messages: shared.config.max_join_buffer,
+                bytes: shared.config.max_join_buffer_bytes,
+            };
+            entry.for_each(|member| match member.offer(&msg, bound) {
                 Offer::Done => {}
                 Offer::StartFill => {
                     tokio::spawn(fill(shared.clone(), member.clone()));

@@ -1,33 +1,36 @@
 //! The Socket.IO side: the auth middleware, the connect handler, one handler per client event
 //! (each acks exactly once), and the disconnect handler.
 
+use crate::admission::UserSlot;
 use crate::auth::Claims;
 use crate::catchup;
-use crate::conn::Conn;
+use crate::conn::{Conn, Identity, Limits};
 use crate::deliveries::{fill, SendOutcome};
 use crate::errors::{ok_ack, ClientError};
 use crate::limits::{check_event_size, check_rooms, check_text, TokenBucket};
 use crate::protocol::{self, approx_json_size};
 use crate::rooms::Member;
 use crate::state::{now_ms, Shared};
+use crate::wire::Wire;
 use serde_json::{json, Value};
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::SocketIo;
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tidings_log::{topics, OutRecord};
 use tidings_schemas::{ClientEvent, LogRecord};
 
-/// The connect error every refused token gets.
+/// A refused connection's connect error; its text is the error code (`unauthorized` for a
+/// missing, bad or expired token, `rate_limited` for a user over their connection cap).
 #[derive(Debug)]
-pub struct Unauthorized;
+pub struct Refused(&'static str);
 
-impl std::fmt::Display for Unauthorized {
+impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("unauthorized")
+        f.write_str(self.0)
     }
 }
 
@@ -36,43 +39,71 @@ pub fn register(io: &SocketIo, shared: Arc<Shared>) {
     let middleware = move |s: SocketRef, TryData(auth): TryData<Value>| {
         let shared = shared.clone();
         async move {
-            match shared.verifier.verify_auth(auth.ok().as_ref()) {
-                Ok(claims) => {
-                    // Handlers are registered here, before the client is told it is
-                    // connected: socketioxide sends CONNECT and only then spawns the connect
-                    // handler, so an event sent right after `connect` (a page's first join)
-                    // could otherwise arrive before its handler exists and never be acked.
-                    on_connect(shared, s, claims);
-                    Ok(())
-                }
+            let claims = match shared.verifier.verify_auth(auth.ok().as_ref()) {
+                Ok(claims) => claims,
                 Err(e) => {
                     tracing::debug!("refused connection: {e}");
                     shared.metrics.error("unauthorized");
-                    Err(Unauthorized)
+                    shared
+                        .metrics
+                        .refused
+                        .with_label_values(&["unauthorized"])
+                        .inc();
+                    return Err(Refused("unauthorized"));
                 }
-            }
+            };
+            let user_slot = match shared.admission.join_user(&claims.sub) {
+                Ok(slot) => slot,
+                Err(e) => {
+                    shared
+                        .metrics
+                        .refused
+                        .with_label_values(&["user_connections"])
+                        .inc();
+                    return Err(Refused(if e.code() == "rate_limited" {
+                        "rate_limited"
+                    } else {
+                        "unavailable"
+                    }));
+                }
+            };
+            // Handlers are registered here, before the client is told it is connected:
+            // socketioxide sends CONNECT and only then spawns the connect handler, so an
+            // event sent right after `connect` (a page's first join) could otherwise arrive
+            // before its handler exists and never be acked.
+            on_connect(shared, s, claims, user_slot);
+            Ok(())
         }
     };
     let connect = async |_: SocketRef| {};
     io.ns("/", connect.with(middleware));
 }
 
-fn on_connect(shared: Arc<Shared>, s: SocketRef, claims: Claims) {
-    let bucket = TokenBucket::new(shared.config.events_per_sec, shared.config.events_burst);
-    let conn = Arc::new(Conn::new(
-        s.clone(),
-        claims.sub.clone(),
-        claims.name.clone(),
-        bucket,
-        shared.metrics.clone(),
-    ));
+fn on_connect(shared: Arc<Shared>, s: SocketRef, claims: Claims, user_slot: UserSlot) {
+    let limits = Limits {
+        bucket: TokenBucket::new(shared.config.events_per_sec, shared.config.events_burst),
+        user: user_slot,
+        max_out_bytes: shared.config.max_out_bytes,
+    };
+    let who = Identity {
+        user: claims.sub,
+        name: claims.name,
+    };
+    let conn = Arc::new(Conn::new(s.clone(), who, limits, shared.metrics.clone()));
     shared.metrics.connections.inc();
+    // Count this session's output on the TCP connection that carries it: the one it was
+    // opened on (a direct WebSocket), and any later request naming it (polling, upgrade).
+    shared.sessions.insert(&conn.id, conn.out.clone());
+    if let Some(wire) = s.req_parts().extensions.get::<Arc<Wire>>() {
+        wire.carry(conn.out.clone());
+        wire.set_authenticated();
+    }
 
-    on(&s, "join", &shared, &conn, join);
-    on(&s, "leave", &shared, &conn, leave);
-    on(&s, "send", &shared, &conn, send);
-    on(&s, "history", &shared, &conn, history);
-    on(&s, "typing", &shared, &conn, typing);
+    on(&s, "join", &shared, &conn, Bounded::InFlight, join);
+    on(&s, "leave", &shared, &conn, Bounded::InFlight, leave);
+    on(&s, "send", &shared, &conn, Bounded::PendingSends, send);
+    on(&s, "history", &shared, &conn, Bounded::InFlight, history);
+    on(&s, "typing", &shared, &conn, Bounded::InFlight, typing);
 
     {
         let (shared, conn) = (shared.clone(), conn.clone());
@@ -84,7 +115,7 @@ fn on_connect(shared: Arc<Shared>, s: SocketRef, claims: Claims) {
                     tracing::debug!(%event, "unknown event");
                     Err::<Reply, _>(ClientError::invalid("unknown event"))
                 });
-                reply(&shared, ack, result);
+                reply(&shared, &conn, ack, result);
             }
         });
     }
@@ -95,9 +126,25 @@ fn on_connect(shared: Arc<Shared>, s: SocketRef, claims: Claims) {
     });
 }
 
-/// Registers one event: counts it, applies the rate and size limits, runs `f`, acks its result.
-fn on<F, Fut>(s: &SocketRef, event: &'static str, shared: &Arc<Shared>, conn: &Arc<Conn>, f: F)
-where
+/// Which in-progress bound an event counts against.
+#[derive(Clone, Copy)]
+enum Bounded {
+    /// `max_requests_in_flight`.
+    InFlight,
+    /// `max_pending_sends`, checked by `send` itself (a pipelining client has many).
+    PendingSends,
+}
+
+/// Registers one event: counts it, applies the rate, size and in-progress limits, runs `f`,
+/// acks its result.
+fn on<F, Fut>(
+    s: &SocketRef,
+    event: &'static str,
+    shared: &Arc<Shared>,
+    conn: &Arc<Conn>,
+    bounded: Bounded,
+    f: F,
+) where
     F: Fn(Arc<Shared>, Arc<Conn>, Value) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Reply, ClientError>> + Send + 'static,
 {
@@ -108,8 +155,16 @@ where
             let (shared, conn, f) = (shared.clone(), conn.clone(), f.clone());
             async move {
                 shared.metrics.event_in(event);
+                let in_flight = conn.requests_in_flight.fetch_add(1, Ordering::AcqRel);
+                let _slot = InFlight(&conn.requests_in_flight);
                 let result = match (conn.check_rate(), data) {
                     (Err(e), _) => Err(e),
+                    (Ok(()), _)
+                        if matches!(bounded, Bounded::InFlight)
+                            && in_flight >= shared.config.max_requests_in_flight =>
+                    {
+                        Err(ClientError::TooManyPending)
+                    }
                     (Ok(()), Err(_)) => Err(ClientError::invalid("malformed payload")),
                     (Ok(()), Ok(data)) => {
                         match check_event_size(
@@ -117,11 +172,11 @@ where
                             shared.config.max_event_bytes,
                         ) {
                             Err(e) => Err(e),
-                            Ok(()) => f(shared.clone(), conn, data).await,
+                            Ok(()) => f(shared.clone(), conn.clone(), data).await,
                         }
                     }
                 };
-                reply(&shared, ack, result);
+                reply(&shared, &conn, ack, result);
             }
         },
     );
@@ -142,10 +197,10 @@ impl From<Value> for Reply {
     }
 }
 
-fn reply(shared: &Arc<Shared>, ack: AckSender, result: Result<Reply, ClientError>) {
+fn reply(shared: &Arc<Shared>, conn: &Conn, ack: AckSender, result: Result<Reply, ClientError>) {
     match result {
         Ok(r) => {
-            let _ = ack.send(&r.ack);
+            conn.ack(ack, &r.ack, approx_json_size(&r.ack));
             // Live messages only after the join's ack.
             if let Some((member, head)) = r.then_go_live {
                 member.start_at(head);
@@ -154,7 +209,8 @@ fn reply(shared: &Arc<Shared>, ack: AckSender, result: Result<Reply, ClientError
         }
         Err(e) => {
             shared.metrics.error(e.code());
-            let _ = ack.send(&e.to_ack());
+            let ack_value = e.to_ack();
+            conn.ack(ack, &ack_value, approx_json_size(&ack_value));
         }
     }
 }
@@ -290,10 +346,10 @@ async fn send(shared: Arc<Shared>, conn: Arc<Conn>, data: Value) -> Result<Reply
     if !conn.rooms().contains_key(&req.room) {
         return Err(ClientError::NotJoined);
     }
-    check_text(&req.text, shared.config.max_text_chars)?;
+    let text = check_text(&req.text, shared.config.max_text_chars)?;
 
     let in_flight = conn.pending_sends.fetch_add(1, Ordering::AcqRel);
-    let _slot = InFlight(&conn);
+    let _slot = InFlight(&conn.pending_sends);
     if in_flight >= shared.config.max_pending_sends {
         return Err(ClientError::TooManyPending);
     }
@@ -301,7 +357,7 @@ async fn send(shared: Arc<Shared>, conn: Arc<Conn>, data: Value) -> Result<Reply
     let (waiting, answer) = shared.pending.wait_send(&conn.id, &req.room, &req.id);
     let mut ev = event(&shared, &conn, "send", &req.room);
     ev.client_id = Some(req.id);
-    ev.text = Some(req.text);
+    ev.text = Some(text);
     produce(&shared, topics::CLIENT_EVENTS, &ev).await?;
     let outcome = tokio::time::timeout(shared.config.reply_timeout, answer).await;
     drop(waiting);
@@ -318,26 +374,49 @@ async fn send(shared: Arc<Shared>, conn: Arc<Conn>, data: Value) -> Result<Reply
     }
 }
 
-struct InFlight<'a>(&'a Conn);
+/// Gives back one unit of an in-progress count when dropped.
+struct InFlight<'a>(&'a AtomicUsize);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.pending_sends.fetch_sub(1, Ordering::AcqRel);
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
+/// Messages read from the store per step of a `history` page: small, so a page of large
+/// messages stops at its byte budget without having read all of them.
+const HISTORY_STEP: usize = 25;
+
 async fn history(shared: Arc<Shared>, _conn: Arc<Conn>, data: Value) -> Result<Reply, ClientError> {
     let req = protocol::parse_history(&data)?;
-    let before = req.before.unwrap_or(i64::MAX);
-    let mut page = shared
-        .store
-        .read(
-            &req.room,
-            tidings_store::SeqRange::before(before, req.limit + 1),
-        )
-        .await?;
-    let has_more = page.len() > req.limit;
-    page.truncate(req.limit);
+    let mut cursor = req.before.unwrap_or(i64::MAX);
+    // Newest first, until the page is full, the room's start is reached, or the next
+    // message would break the reply's byte budget (then `has_more`).
+    let mut page: Vec<tidings_store::StoredMessage> = Vec::new();
+    let mut bytes = 0;
+    let mut has_more = false;
+    'read: loop {
+        let want = (req.limit - page.len()).min(HISTORY_STEP) + 1;
+        let step = shared
+            .store
+            .read(&req.room, tidings_store::SeqRange::before(cursor, want))
+            .await?;
+        let exhausted = step.len() < want;
+        for m in step {
+            let size = m.text.len() + m.client_id.len() + m.from.len() + m.room.len() + 64;
+            let over_budget = !page.is_empty() && bytes + size > shared.config.max_reply_bytes;
+            if page.len() == req.limit || over_budget {
+                has_more = true;
+                break 'read;
+            }
+            bytes += size;
+            cursor = m.seq;
+            page.push(m);
+        }
+        if exhausted {
+            break;
+        }
+    }
     page.reverse();
     let messages: Vec<protocol::MessageOut> = page.into_iter().map(Into::into).collect();
     Ok(ok_ack(json!({ "messages": messages, "has_more": has_more })).into())
@@ -356,6 +435,7 @@ async fn typing(shared: Arc<Shared>, conn: Arc<Conn>, data: Value) -> Result<Rep
 
 async fn on_disconnect(shared: Arc<Shared>, conn: Arc<Conn>) {
     conn.closed();
+    shared.sessions.remove(&conn.id);
     shared.metrics.connections.dec();
     let members: Vec<Arc<Member>> = conn.rooms().values().cloned().collect();
     for member in members {

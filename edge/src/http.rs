@@ -12,6 +12,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tidings_log::topics;
+use tidings_schemas::text::check_identity;
 
 const INDEX_HTML: &str = include_str!("../static/index.html");
 const SOCKET_IO_JS: &str = include_str!("../static/socket.io.min.js");
@@ -97,17 +98,16 @@ async fn dev_token(
             .into_response();
     };
     let name = req.name.trim().to_string();
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+    if name.chars().count() > 64 || check_identity(&name).is_err() {
         return (
             StatusCode::BAD_REQUEST,
-            Json(json!({"error": "name must be 1 to 64 printable characters"})),
+            Json(json!({"error": "name must be 1 to 64 visible characters"})),
         )
             .into_response();
     }
     let claims = Claims {
-        sub: name.clone(),
-        exp: now_secs() + DEV_TOKEN_TTL_SECS,
-        name: Some(name),
+        name: Some(name.clone()),
+        ..Claims::new(name, now_secs() + DEV_TOKEN_TTL_SECS)
     };
     match mint(&shared.config.jwt_secret, &claims) {
         Ok(token) => Json(json!({ "token": token, "exp": claims.exp })).into_response(),

@@ -5,6 +5,7 @@
 //! Entry points: [`serve`] (binds `config.listen`) and [`serve_on`] (an already-bound
 //! listener, e.g. port 0 in tests).
 
+mod admission;
 pub mod auth;
 mod catchup;
 mod compact;
@@ -20,13 +21,15 @@ pub mod metrics;
 pub mod protocol;
 mod rooms;
 mod state;
+mod wire;
 
 pub use config::EdgeConfig;
 pub use errors::{ClientError, EdgeError};
 
-use socketioxide::SocketIo;
+use socketioxide::{ParserConfig, SocketIo};
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
+use std::time::Duration;
 use tidings_log::{partition_for, topics, Log};
 use tidings_store::Store;
 use tokio::net::TcpListener;
@@ -67,6 +70,9 @@ pub async fn serve_on(
         verifier: auth::Verifier::new(&config.jwt_secret),
         rooms: rooms::Rooms::default(),
         pending: deliveries::Pending::default(),
+        admission: admission::Admission::new(&config),
+        origins: admission::OriginPolicy::new(&config),
+        sessions: wire::Sessions::default(),
         delivery_partition: partition,
         delivery_position: AtomicI64::new(start),
         config,
@@ -74,10 +80,22 @@ pub async fn serve_on(
         store,
     });
 
+    let max_payload = usize::try_from(shared.config.max_payload_bytes).unwrap_or(usize::MAX);
+    // Clients never send binary attachments (every event is JSON): a binary packet closes
+    // the connection at once instead of being collected, authenticated or not.
+    let parser = ParserConfig::common()
+        .max_incoming_binaries(0)
+        .max_incoming_binary_buf_size(0)
+        .packet_completion_timeout(Duration::from_secs(1));
     let (layer, io) = SocketIo::builder()
+        .with_parser(parser)
         .max_buffer_size(shared.config.max_buffer_packets)
         .max_payload(shared.config.max_payload_bytes)
+        // Refused from the frame header, before the frame is read.
+        .ws_max_frame_size(max_payload)
+        .ws_max_message_size(max_payload)
         .ws_read_buffer_size(shared.config.ws_read_buffer_bytes)
+        .connect_timeout(shared.config.auth_timeout)
         .build_layer();
     handlers::register(&io, shared.clone());
 
@@ -93,8 +111,7 @@ pub async fn serve_on(
     );
     let app = http::router(shared.clone()).layer(layer);
     let stop = shutdown.clone();
-    let head_timeout = shared.config.request_head_timeout;
-    listener::serve(listener, app, head_timeout, async move {
+    listener::serve(listener, app, shared.clone(), async move {
         stop.cancelled().await;
         // Close every Socket.IO connection: they would outlive the accept loop otherwise.
         io.close().await;

@@ -2,6 +2,7 @@
 
 use crate::errors::ClientError;
 use std::time::{Duration, Instant};
+use tidings_schemas::text::{is_blank, normalize};
 
 /// A token bucket: `rate` tokens per second, at most `burst` saved up.
 #[derive(Debug)]
@@ -38,6 +39,12 @@ impl TokenBucket {
         }
     }
 
+    /// Whether the bucket has refilled to its burst by `now` (it no longer limits anything).
+    pub fn is_full(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + elapsed * self.rate >= self.burst
+    }
+
     /// [`take`](Self::take) as a client error.
     pub fn check(&mut self) -> Result<(), ClientError> {
         self.take(Instant::now())
@@ -58,16 +65,20 @@ pub fn check_event_size(size: usize, max: usize) -> Result<(), ClientError> {
     }
 }
 
-/// Refuses text longer than `max` characters.
-pub fn check_text(text: &str, max: usize) -> Result<(), ClientError> {
+/// The text to send on: normalized (`tidings_schemas::text`), not blank, at most `max`
+/// characters once normalized (what is stripped does not count).
+pub fn check_text(raw: &str, max: usize) -> Result<String, ClientError> {
+    let text = normalize(raw);
+    if is_blank(&text) {
+        return Err(ClientError::invalid("text is empty"));
+    }
     // Cheap test first: a string of at most `max` bytes has at most `max` characters.
     if text.len() > max && text.chars().count() > max {
-        Err(ClientError::TooLarge(format!(
+        return Err(ClientError::TooLarge(format!(
             "text exceeds {max} characters"
-        )))
-    } else {
-        Ok(())
+        )));
     }
+    Ok(text)
 }
 
 /// Refuses joining one room more than `max` allows.
@@ -101,8 +112,19 @@ mod tests {
 
     #[test]
     fn text_and_size_limits() {
-        assert!(check_text("héllo", 5).is_ok());
+        assert_eq!(check_text("héllo", 5).unwrap(), "héllo");
         assert_eq!(check_text("héllo!", 5).unwrap_err().code(), "too_large");
+        // Measured after stripping: 4000 NULs and a letter is one character.
+        let padded = format!("{}a", "\u{0}".repeat(4000));
+        assert_eq!(check_text(&padded, 4000).unwrap(), "a");
+        assert_eq!(
+            check_text("\u{200B}\u{200D}\u{FEFF} ", 10)
+                .unwrap_err()
+                .code(),
+            "invalid"
+        );
+        // Decomposed accents count once, after NFC.
+        assert!(check_text(&"e\u{301}".repeat(5), 5).is_ok());
         assert_eq!(check_event_size(11, 10).unwrap_err().code(), "too_large");
         assert_eq!(check_rooms(2, 2).unwrap_err().code(), "invalid");
         assert!(check_rooms(1, 2).is_ok());

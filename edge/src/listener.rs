@@ -1,46 +1,68 @@
 //! The accept loop: HTTP/1.1 with upgrades on every accepted connection, TCP_NODELAY set,
 //! until shutdown. Hand-rolled rather than `axum::serve` so the per-connection HTTP settings
 //! (read buffer bound, header timeout) are ours: most connections are idle WebSockets, and
-//! what each one costs is set here.
+//! what each one costs is set here. It is also where a connection is first seen, so the
+//! per-address caps, the Origin check and the byte counting of each connection start here.
 
 use crate::compact;
+use crate::state::Shared;
+use crate::wire::{Counted, Wire};
 use axum::response::IntoResponse;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
 /// The largest request head hyper buffers (its minimum is 8 KiB).
 pub const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
 
+/// What a refused TCP connection is told before it is closed.
+const TOO_MANY: &[u8] =
+    b"HTTP/1.1 429 Too Many Requests\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+
 /// Serves `app` on `listener` until `shutdown` completes. A client that has not sent a whole
-/// request head within `head_timeout` is disconnected (a stalled handshake holds a socket).
+/// request head within the head timeout is disconnected (a stalled handshake holds a socket),
+/// and so is a connection with no authenticated client on it after the auth timeout.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    head_timeout: Duration,
+    shared: Arc<Shared>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.max_buf_size(MAX_REQUEST_HEAD_BYTES)
         .timer(TokioTimer::new())
-        .header_read_timeout(head_timeout);
+        .header_read_timeout(shared.config.request_head_timeout);
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
             _ = &mut shutdown => return,
             accepted = listener.accept() => accepted,
         };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors, most likely: back off rather than spin.
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let slot = match shared.admission.accept(peer.ip()) {
+            Ok(slot) => slot,
+            Err(reason) => {
+                tracing::debug!(%peer, reason, "refusing connection");
+                shared
+                    .metrics
+                    .refused
+                    .with_label_values(&["address_limit"])
+                    .inc();
+                refuse(tcp);
                 continue;
             }
         };
@@ -49,18 +71,32 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::warn!(error = %e, "cannot set TCP_NODELAY");
         }
+        let wire = Wire::new(slot);
+        let io = Counted::new(tcp, wire.clone(), shared.config.auth_timeout);
         let app = app.clone();
+        let shared_for_requests = shared.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let app = app.clone();
+            let shared = shared_for_requests.clone();
+            let wire = wire.clone();
             async move {
-                match compact::detached(req) {
-                    Ok(req) => app.oneshot(req).await,
-                    Err(status) => Ok(status.into_response()),
+                let mut req = match compact::detached(req) {
+                    Ok(req) => req,
+                    Err(status) => return Ok(status.into_response()),
+                };
+                if req.uri().path().starts_with("/socket.io") {
+                    if let Err(status) = shared.origins.check(req.headers()) {
+                        shared.metrics.refused.with_label_values(&["origin"]).inc();
+                        return Ok(status.into_response());
+                    }
+                    shared.sessions.attach(req.uri().query(), &wire);
                 }
+                req.extensions_mut().insert(wire);
+                app.oneshot(req).await
             }
         });
         let conn = http
-            .serve_connection(TokioIo::new(tcp), service)
+            .serve_connection(TokioIo::new(io), service)
             .with_upgrades();
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -68,4 +104,11 @@ pub async fn serve(
             }
         });
     }
+}
+
+/// Tells a refused client why, without waiting on it, and closes.
+fn refuse(tcp: TcpStream) {
+    // Best effort: a client that does not read its socket just gets the close.
+    let _ = tcp.try_write(TOO_MANY);
+    drop(tcp);
 }

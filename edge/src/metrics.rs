@@ -19,6 +19,7 @@ pub struct Metrics {
     pub ack_latency: Histogram,
     pub delivery_lag: IntGauge,
     pub disconnects: IntCounterVec,
+    pub refused: IntCounterVec,
 }
 
 impl Metrics {
@@ -66,6 +67,14 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "tidings_edge_refused_connections_total",
+                "Connections refused before they were served, by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(refused.clone()))?;
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(events_in.clone()))?;
         registry.register(Box::new(events_out.clone()))?;
@@ -84,6 +93,7 @@ impl Metrics {
             ack_latency,
             delivery_lag,
             disconnects,
+            refused,
         })
     }
 

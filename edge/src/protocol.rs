@@ -71,6 +71,17 @@ impl From<tidings_store::StoredMessage> for MessageOut {
     }
 }
 
+/// About how many bytes a payload takes as JSON, for the per-connection output bound.
+pub trait PacketSize {
+    fn packet_size(&self) -> usize;
+}
+
+impl PacketSize for Value {
+    fn packet_size(&self) -> usize {
+        approx_json_size(self)
+    }
+}
+
 /// A live `message` serialized once for every member it goes to (fan-out would otherwise
 /// serialize the same payload once per socket).
 #[derive(Debug)]
@@ -88,6 +99,12 @@ impl EncodedMessage {
     }
 }
 
+impl PacketSize for EncodedMessage {
+    fn packet_size(&self) -> usize {
+        self.json.get().len()
+    }
+}
+
 impl Serialize for EncodedMessage {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.json.serialize(serializer)
@@ -100,6 +117,12 @@ pub struct TypingOut {
     pub room: String,
     pub user: String,
     pub on: bool,
+}
+
+impl PacketSize for TypingOut {
+    fn packet_size(&self) -> usize {
+        self.room.len() + self.user.len() + 32
+    }
 }
 
 fn object(v: &Value) -> Result<&Map<String, Value>, ClientError> {

@@ -3,7 +3,7 @@
 //! where ordering and duplicate dropping happen.
 
 use crate::conn::{Conn, EmitError};
-use crate::protocol::EncodedMessage;
+use crate::protocol::{EncodedMessage, PacketSize};
 use crate::state::lock;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +34,28 @@ struct State {
     live: bool,
     last: i64,
     buf: VecDeque<Arc<EncodedMessage>>,
+    /// JSON bytes of the messages in `buf`.
+    buf_bytes: usize,
+}
+
+/// How many live messages a membership that is not live yet may hold back.
+#[derive(Debug, Clone, Copy)]
+pub struct BufferBound {
+    pub messages: usize,
+    pub bytes: usize,
+}
+
+impl State {
+    fn push(&mut self, msg: &Arc<EncodedMessage>) {
+        self.buf_bytes += msg.packet_size();
+        self.buf.push_back(msg.clone());
+    }
+
+    fn pop(&mut self) {
+        if let Some(msg) = self.buf.pop_front() {
+            self.buf_bytes = self.buf_bytes.saturating_sub(msg.packet_size());
+        }
+    }
 }
 
 /// One connection in one room.
@@ -65,16 +87,16 @@ impl Member {
     }
 
     /// A live message from the deliveries.
-    pub fn offer(&self, msg: &Arc<EncodedMessage>, max_buffer: usize) -> Offer {
+    pub fn offer(&self, msg: &Arc<EncodedMessage>, bound: BufferBound) -> Offer {
         if self.is_gone() {
             return Offer::Done;
         }
         let mut st = lock(&self.state);
         if !st.live {
-            if st.buf.len() >= max_buffer {
+            if st.buf.len() >= bound.messages || st.buf_bytes + msg.packet_size() > bound.bytes {
                 return Offer::Kick("buffer_overflow");
             }
-            st.buf.push_back(msg.clone());
+            st.push(msg);
             return Offer::Done;
         }
         if msg.seq <= st.last {
@@ -92,7 +114,7 @@ impl Member {
         }
         // Gap: buffer and let a filler read the missing ones from the store.
         st.live = false;
-        st.buf.push_back(msg.clone());
+        st.push(msg);
         Offer::StartFill
     }
 
@@ -119,12 +141,12 @@ impl Member {
                 return Next::Live;
             };
             if front.seq <= st.last {
-                st.buf.pop_front();
+                st.pop();
                 continue;
             }
             if front.seq == st.last + 1 {
                 let msg = front.clone();
-                st.buf.pop_front();
+                st.pop();
                 return Next::Emit(msg);
             }
             return Next::Gap {

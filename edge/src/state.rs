@@ -1,10 +1,12 @@
 //! What every part of one edge shares.
 
+use crate::admission::{Admission, OriginPolicy};
 use crate::auth::Verifier;
 use crate::config::EdgeConfig;
 use crate::deliveries::Pending;
 use crate::metrics::Metrics;
 use crate::rooms::Rooms;
+use crate::wire::Sessions;
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tidings_log::Log;
@@ -18,6 +20,9 @@ pub struct Shared {
     pub verifier: Verifier,
     pub rooms: Rooms,
     pub pending: Pending,
+    pub admission: Arc<Admission>,
+    pub origins: OriginPolicy,
+    pub sessions: Sessions,
     /// This edge's partition of the deliveries topic, and the next offset to read there.
     pub delivery_partition: u32,
     pub delivery_position: AtomicI64,

@@ -191,15 +191,7 @@ async fn fake_processors(
 }
 
 fn token(sub: &str, exp: u64) -> String {
-    mint(
-        SECRET,
-        &Claims {
-            sub: sub.into(),
-            exp,
-            name: None,
-        },
-    )
-    .unwrap()
+    mint(SECRET, &Claims::new(sub, exp)).unwrap()
 }
 
 /// What a client saw, in the order it saw it.
@@ -343,9 +335,7 @@ async fn bad_tokens_get_unauthorized() {
         None,
         Some(json!({})),
         Some(json!({"token": token("ada", now_secs() - 10)})),
-        Some(
-            json!({"token": mint("wrong", &Claims { sub: "ada".into(), exp: now_secs() + 60, name: None }).unwrap()}),
-        ),
+        Some(json!({"token": mint("wrong", &Claims::new("ada", now_secs() + 60)).unwrap()})),
         Some(json!({"token": "garbage"})),
     ];
     for auth in cases {

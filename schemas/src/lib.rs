@@ -6,6 +6,7 @@
 
 pub mod records;
 pub mod registry;
+pub mod text;
 pub mod wire;
 
 pub use records::{ClientEvent, Delivery, LogRecord, RoomEvent, Subscription};

@@ -112,6 +112,8 @@ export function standalone(dataDir, extraEnv = {}) {
       TIDINGS_MAX_TEXT: '200',
       TIDINGS_RATE_PER_SEC: '5000',
       TIDINGS_RATE_BURST: '5000',
+      TIDINGS_USER_RATE_PER_SEC: '5000',
+      TIDINGS_USER_RATE_BURST: '5000',
       ...extraEnv,
     }, { port }).start());
 }
@@ -126,6 +128,8 @@ export function distributedEnv(extra = {}) {
     TIDINGS_MAX_TEXT: '200',
     TIDINGS_RATE_PER_SEC: '5000',
     TIDINGS_RATE_BURST: '5000',
+    TIDINGS_USER_RATE_PER_SEC: '5000',
+    TIDINGS_USER_RATE_BURST: '5000',
     ...extra,
   };
 }

@@ -31,8 +31,54 @@ pub struct Config {
     pub node_id: String,
     /// `json` (production) or `text`.
     pub log_format: String,
+    /// Origins (`https://chat.example.com`, or `*`) whose pages may connect, besides the
+    /// edge's own. Standalone also allows pages served from loopback.
+    pub allowed_origins: Vec<String>,
+    pub limits: LimitsSection,
     pub kafka: KafkaSection,
     pub cassandra: CassandraSection,
+}
+
+/// The bounds each edge enforces against hostile or broken clients (SECURITY.md).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Bytes queued for one connection and not yet read; past it: `slow_consumer`.
+    pub max_out_bytes: usize,
+    /// Largest reply (a `history` page is cut there).
+    pub max_reply_bytes: usize,
+    /// Largest WebSocket frame, message and polling payload.
+    pub max_frame_bytes: u64,
+    /// How long a connection may stay without an authenticated client.
+    pub auth_timeout_ms: u64,
+    /// TCP connections per IP address per edge (0: no cap).
+    pub max_conns_per_ip: usize,
+    /// New TCP connections per second per IP address, and the burst above that.
+    pub connect_rate_per_ip: f64,
+    pub connect_burst_per_ip: f64,
+    /// Socket.IO connections per user per edge (0: no cap).
+    pub max_conns_per_user: usize,
+    /// Events per second per user across their connections on one edge, and the burst.
+    pub user_rate_per_sec: f64,
+    pub user_rate_burst: f64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let edge = tidings_edge::EdgeConfig::new("");
+        Self {
+            max_out_bytes: edge.max_out_bytes,
+            max_reply_bytes: edge.max_reply_bytes,
+            max_frame_bytes: edge.max_payload_bytes,
+            auth_timeout_ms: edge.auth_timeout.as_millis() as u64,
+            max_conns_per_ip: edge.max_conns_per_ip,
+            connect_rate_per_ip: edge.connects_per_sec_per_ip,
+            connect_burst_per_ip: edge.connects_burst_per_ip,
+            max_conns_per_user: edge.max_conns_per_user,
+            user_rate_per_sec: edge.user_events_per_sec,
+            user_rate_burst: edge.user_events_burst,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -67,6 +113,8 @@ impl Default for Config {
             rate_burst: 40.0,
             node_id: String::new(),
             log_format: "text".into(),
+            allowed_origins: Vec::new(),
+            limits: LimitsSection::default(),
             kafka: KafkaSection::default(),
             cassandra: CassandraSection::default(),
         }
@@ -151,6 +199,45 @@ impl Config {
                 .parse()
                 .with_context(|| format!("TIDINGS_RATE_BURST must be a number, got {v:?}"))?;
         }
+        let float = |name: &str, value: String| -> Result<f64> {
+            value
+                .parse()
+                .with_context(|| format!("{name} must be a number, got {value:?}"))
+        };
+        if let Some(v) = env("TIDINGS_ALLOWED_ORIGINS") {
+            config.allowed_origins = list(&v);
+        }
+        let limits = &mut config.limits;
+        if let Some(v) = env("TIDINGS_MAX_OUT_BYTES") {
+            limits.max_out_bytes = parse("TIDINGS_MAX_OUT_BYTES", v)?;
+        }
+        if let Some(v) = env("TIDINGS_MAX_REPLY_BYTES") {
+            limits.max_reply_bytes = parse("TIDINGS_MAX_REPLY_BYTES", v)?;
+        }
+        if let Some(v) = env("TIDINGS_MAX_FRAME_BYTES") {
+            limits.max_frame_bytes = parse("TIDINGS_MAX_FRAME_BYTES", v)? as u64;
+        }
+        if let Some(v) = env("TIDINGS_AUTH_TIMEOUT_MS") {
+            limits.auth_timeout_ms = parse("TIDINGS_AUTH_TIMEOUT_MS", v)? as u64;
+        }
+        if let Some(v) = env("TIDINGS_MAX_CONNS_PER_IP") {
+            limits.max_conns_per_ip = parse("TIDINGS_MAX_CONNS_PER_IP", v)?;
+        }
+        if let Some(v) = env("TIDINGS_CONNECT_RATE_PER_IP") {
+            limits.connect_rate_per_ip = float("TIDINGS_CONNECT_RATE_PER_IP", v)?;
+        }
+        if let Some(v) = env("TIDINGS_CONNECT_BURST_PER_IP") {
+            limits.connect_burst_per_ip = float("TIDINGS_CONNECT_BURST_PER_IP", v)?;
+        }
+        if let Some(v) = env("TIDINGS_MAX_CONNS_PER_USER") {
+            limits.max_conns_per_user = parse("TIDINGS_MAX_CONNS_PER_USER", v)?;
+        }
+        if let Some(v) = env("TIDINGS_USER_RATE_PER_SEC") {
+            limits.user_rate_per_sec = float("TIDINGS_USER_RATE_PER_SEC", v)?;
+        }
+        if let Some(v) = env("TIDINGS_USER_RATE_BURST") {
+            limits.user_rate_burst = float("TIDINGS_USER_RATE_BURST", v)?;
+        }
         if let Some(v) = env("TIDINGS_NODE_ID") {
             config.node_id = v;
         }
@@ -185,6 +272,25 @@ impl Config {
         }
         if !(self.rate_per_sec > 0.0 && self.rate_burst >= 1.0) {
             bail!("rate_per_sec must be above 0 and rate_burst at least 1");
+        }
+        let l = &self.limits;
+        if l.max_out_bytes < 64 * 1024 || l.max_reply_bytes < 4 * 1024 {
+            bail!("max_out_bytes must be at least 64 KiB and max_reply_bytes at least 4 KiB");
+        }
+        if l.max_reply_bytes > l.max_out_bytes {
+            bail!("max_reply_bytes must not exceed max_out_bytes: no reply could be sent");
+        }
+        if l.max_frame_bytes < 1024 {
+            bail!("max_frame_bytes must be at least 1 KiB");
+        }
+        if l.auth_timeout_ms < 100 {
+            bail!("auth_timeout_ms must be at least 100");
+        }
+        if !(l.connect_rate_per_ip > 0.0 && l.connect_burst_per_ip >= 1.0) {
+            bail!("connect_rate_per_ip must be above 0 and connect_burst_per_ip at least 1");
+        }
+        if !(l.user_rate_per_sec > 0.0 && l.user_rate_burst >= 1.0) {
+            bail!("user_rate_per_sec must be above 0 and user_rate_burst at least 1");
         }
         if !matches!(self.log_format.as_str(), "json" | "text") {
             bail!("log_format must be json or text, got {:?}", self.log_format);

@@ -118,6 +118,18 @@ fn edge_config(config: &Config, node: String) -> Result<EdgeConfig> {
     edge.dev_tokens = config.dev_tokens;
     edge.events_per_sec = config.rate_per_sec;
     edge.events_burst = config.rate_burst;
+    edge.allowed_origins = config.allowed_origins.clone();
+    let l = &config.limits;
+    edge.max_out_bytes = l.max_out_bytes;
+    edge.max_reply_bytes = l.max_reply_bytes;
+    edge.max_payload_bytes = l.max_frame_bytes;
+    edge.auth_timeout = std::time::Duration::from_millis(l.auth_timeout_ms);
+    edge.max_conns_per_ip = l.max_conns_per_ip;
+    edge.connects_per_sec_per_ip = l.connect_rate_per_ip;
+    edge.connects_burst_per_ip = l.connect_burst_per_ip;
+    edge.max_conns_per_user = l.max_conns_per_user;
+    edge.user_events_per_sec = l.user_rate_per_sec;
+    edge.user_events_burst = l.user_rate_burst;
     Ok(edge)
 }
 
@@ -226,8 +238,22 @@ fn dev_secret(data_dir: &std::path::Path) -> Result<String> {
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    write_private(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
     Ok(secret)
+}
+
+/// Writes a file only its owner can read: it holds a signing key.
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
 }
 
 async fn standalone(mut config: Config, shutdown: CancellationToken) -> Result<()> {
@@ -248,7 +274,9 @@ async fn standalone(mut config: Config, shutdown: CancellationToken) -> Result<(
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let (log, store): (Arc<dyn Log>, Arc<dyn Store>) = (Arc::new(log), Arc::new(store));
     let node = node_id(&config, "standalone");
-    let edge = edge_config(&config, node.clone())?;
+    let mut edge = edge_config(&config, node.clone())?;
+    // A page opened from a local dev server (another port) is the usual first try.
+    edge.allow_loopback_origins = true;
     println!(
         "Tidings standalone: http://{} (data in {})",
         edge.listen,

@@ -1,18 +1,13 @@
 //! Moderation of a message's text (G5), pure: normalize, then refuse with a code.
 //!
-//! Normalization, in this order:
-//! 1. remove control characters (Unicode `Cc`) except `\n` and `\t`, which multi-line
-//!    messages and pasted code need; `\r` goes, so CRLF becomes LF. Bidirectional
-//!    embedding/override/isolate controls (U+202A–U+202E, U+2066–U+2069) go too: they make
-//!    displayed text differ from its content ("trojan source").
-//! 2. NFC, after removal so a combining mark split off by a stripped control still composes.
-//!
-//! Then, on the normalized text: blank (only whitespace) → `invalid`; more than
-//! `max_text_chars` characters, or more bytes than the store keeps → `too_large`; contains a
-//! blocked term (case-insensitive substring, terms NFC-normalized too) → `rejected`.
+//! Normalization (controls, bidirectional overrides and zero-width spaces removed, then NFC)
+//! is `tidings_schemas::text`, shared with the edge. Then, on the normalized text: blank (only
+//! whitespace or invisible characters) → `invalid`; more than `max_text_chars` characters, or
+//! more bytes than the store keeps → `too_large`; contains a blocked term (case-insensitive
+//! substring, terms NFC-normalized too) → `rejected`.
 
 use crate::ModerationConfig;
-use unicode_normalization::UnicodeNormalization;
+use tidings_schemas::text::{is_blank, normalize};
 
 /// Why a message was refused: the client-facing code and a short explanation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,17 +32,6 @@ pub(crate) struct Moderator {
     terms: Vec<String>,
 }
 
-fn removed(c: char) -> bool {
-    (c.is_control() && c != '\n' && c != '\t')
-        || ('\u{202A}'..='\u{202E}').contains(&c)
-        || ('\u{2066}'..='\u{2069}').contains(&c)
-}
-
-/// Step 1 and 2 above.
-pub(crate) fn normalize(raw: &str) -> String {
-    raw.chars().filter(|c| !removed(*c)).nfc().collect()
-}
-
 impl Moderator {
     pub(crate) fn new(config: &ModerationConfig) -> Self {
         let terms = config
@@ -65,7 +49,7 @@ impl Moderator {
     /// The text to sequence, or why it is refused.
     pub(crate) fn check(&self, raw: &str) -> Result<String, Rejection> {
         let text = normalize(raw);
-        if text.trim().is_empty() {
+        if is_blank(&text) {
             return Err(Rejection::new("invalid", "message text is empty"));
         }
         let chars = text.chars().count();
@@ -122,7 +106,7 @@ mod tests {
     #[test]
     fn empty_and_blank_are_invalid() {
         let m = moderator(100, &[]);
-        for raw in ["", "   ", "\u{0}\u{1}", "\n\t"] {
+        for raw in ["", "   ", "\u{0}\u{1}", "\n\t", "\u{200B}\u{200D}\u{FEFF}"] {
             assert_eq!(m.check(raw).map_err(|r| r.code), Err("invalid"), "{raw:?}");
         }
     }
