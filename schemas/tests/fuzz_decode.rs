@@ -254,20 +254,23 @@ fn damage() -> impl Strategy<Value = Damage> {
     ]
 }
 
+/// Applies `damage`; one that needs bytes the input no longer has (an earlier damage may
+/// have cut it short) leaves it as it is.
 fn apply(mut bytes: Vec<u8>, damage: &Damage) -> Vec<u8> {
+    let len = bytes.len();
     match damage {
-        Damage::Truncate(i) => bytes.truncate(i.index(bytes.len() + 1)),
-        Damage::Flip(i, x) => {
-            let i = i.index(bytes.len());
-            bytes[i] ^= x;
+        Damage::Truncate(i) => bytes.truncate(i.index(len + 1)),
+        Damage::Flip(i, x) if len > 0 => bytes[i.index(len)] ^= x,
+        Damage::Insert(i, b) => bytes.insert(i.index(len + 1), *b),
+        Damage::Remove(i) if len > 0 => {
+            bytes.remove(i.index(len));
         }
-        Damage::Insert(i, b) => bytes.insert(i.index(bytes.len() + 1), *b),
-        Damage::Remove(i) => {
-            bytes.remove(i.index(bytes.len()));
+        Damage::SchemaId(id) if len >= wire::HEADER_LEN => {
+            bytes[1..5].copy_from_slice(&id.to_be_bytes())
         }
-        Damage::SchemaId(id) => bytes[1..5].copy_from_slice(&id.to_be_bytes()),
-        Damage::Magic(m) => bytes[0] = *m,
+        Damage::Magic(m) if len > 0 => bytes[0] = *m,
         Damage::Append(tail) => bytes.extend_from_slice(tail),
+        _ => {}
     }
     bytes
 }
