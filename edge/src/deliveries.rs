@@ -130,7 +130,17 @@ pub async fn consume(
                     match Delivery::decode(&record.value) {
                         Ok(d) if d.edge == shared.config.node => dispatch(&shared, d),
                         Ok(_) => {}
-                        Err(e) => tracing::warn!(offset = record.offset, "bad delivery: {e}"),
+                        // Counted and logged only: edges are thin, and the processors that
+                        // wrote this partition copy their own inputs' bad records.
+                        Err(e) => {
+                            shared.metrics.bad_deliveries.inc();
+                            tracing::warn!(
+                                topic = %record.topic,
+                                partition = record.partition,
+                                offset = record.offset,
+                                "bad delivery skipped: {e}"
+                            );
+                        }
                     }
                 }
             }

@@ -1,4 +1,6 @@
 //! The edge's Prometheus metrics, in a registry of its own (several edges may share a process).
+//! `/metrics` also shows the default registry, where processors in the same process (as in
+//! `tidings standalone`) register theirs.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -20,6 +22,7 @@ pub struct Metrics {
     pub delivery_lag: IntGauge,
     pub disconnects: IntCounterVec,
     pub refused: IntCounterVec,
+    pub bad_deliveries: IntCounter,
 }
 
 impl Metrics {
@@ -81,7 +84,12 @@ impl Metrics {
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(ack_latency.clone()))?;
         registry.register(Box::new(delivery_lag.clone()))?;
+        let bad_deliveries = IntCounter::new(
+            "tidings_edge_bad_deliveries_total",
+            "Records in this edge's deliveries partition that did not decode, skipped",
+        )?;
         registry.register(Box::new(disconnects.clone()))?;
+        registry.register(Box::new(bad_deliveries.clone()))?;
         Ok(Self {
             registry,
             connections,
@@ -94,16 +102,16 @@ impl Metrics {
             delivery_lag,
             disconnects,
             refused,
+            bad_deliveries,
         })
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        if TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .is_err()
-        {
+        let mut families = self.registry.gather();
+        families.extend(prometheus::gather());
+        if TextEncoder::new().encode(&families, &mut buf).is_err() {
             return String::new();
         }
         String::from_utf8(buf).unwrap_or_default()
@@ -142,5 +150,17 @@ mod tests {
         assert!(text.contains("tidings_edge_connections{node=\"edge-a\"} 1"));
         assert!(text.contains("tidings_edge_events_in_total{kind=\"send\",node=\"edge-a\"} 1"));
         assert!(!a.render().contains("edge-b"));
+    }
+
+    #[test]
+    fn the_default_registry_is_shown_too() {
+        let processors = IntCounter::new("tidings_test_default_total", "test").unwrap();
+        prometheus::register(Box::new(processors.clone())).unwrap();
+        processors.inc();
+        let a = Metrics::new("edge-a").unwrap();
+        a.bad_deliveries.inc();
+        let text = a.render();
+        assert!(text.contains("tidings_test_default_total 1"), "{text}");
+        assert!(text.contains("tidings_edge_bad_deliveries_total{node=\"edge-a\"} 1"));
     }
 }

@@ -41,6 +41,10 @@ pub const DELIVERIES: &str = "tidings.deliveries";
 pub const SUBSCRIPTIONS: &str = "tidings.subscriptions";
 /// Typing notices, keyed by room; only useful for seconds.
 pub const TYPING: &str = "tidings.typing";
+/// Records a processor could not decode (corrupt, or written with a foreign schema), copied
+/// with their key, value and headers plus `dead-letter.*` headers saying where they came from
+/// and why. Written by processors, read by people; nothing in Tidings consumes it.
+pub const DEAD_LETTERS: &str = "tidings.dead-letters";
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -66,6 +70,12 @@ pub fn all() -> Vec<TopicSpec> {
             retention_ms: Some(60 * 1000),
             durable: false,
             ..TopicSpec::new(TYPING, 8)
+        },
+        // Two weeks to notice and inspect them; durable, since the copy is all that is left
+        // once the source topic's retention drops the original. Rare, so one partition.
+        TopicSpec {
+            retention_ms: Some(14 * DAY_MS),
+            ..TopicSpec::new(DEAD_LETTERS, 1)
         },
     ]
 }

@@ -3,7 +3,8 @@
 //! Built from the compacted subscriptions topic (key `room@edge`, last record wins: `host`
 //! adds, `unhost` removes), read from the beginning of every partition to its end.
 
-use crate::runtime::{decode, read_to_end};
+use crate::dead_letter::skip;
+use crate::runtime::read_to_end;
 use std::collections::{BTreeSet, HashMap};
 use tidings_log::topics::SUBSCRIPTIONS;
 use tidings_log::{Log, LogError, PartitionReader, Record};
@@ -51,9 +52,10 @@ impl Directory {
         Ok((directory, tails))
     }
 
-    /// Applies one subscriptions record (malformed ones are logged and skipped).
+    /// Applies one subscriptions record. A malformed one is counted and logged, not copied:
+    /// the topic is read from its start at every load, so a copy would repeat per restart.
     pub(crate) fn apply_record(&mut self, record: &Record) {
-        if let Some(s) = decode::<Subscription>("directory", record) {
+        if let Some(s) = skip::<Subscription>("directory", record) {
             if let Some(room) = s.room.as_deref() {
                 self.apply(&s.kind, room, &s.node);
             }

@@ -9,6 +9,7 @@
 //!
 //! All implement [`Processor`] and are listed in one place, [`registry`].
 
+pub mod dead_letter;
 pub mod fanout;
 pub mod persistence;
 pub mod registry;

@@ -1,12 +1,12 @@
 //! What every processor's loop shares: supervision with backoff, reading a partition to its
-//! end, checkpoints of a batch, decoding that skips bad records.
+//! end, checkpoints of a batch. (Bad records: [`crate::dead_letter`].)
 
 use crate::ProcessorError;
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tidings_log::{Checkpoint, Log, LogError, PartitionReader, Record};
-use tidings_schemas::{Delivery, LogRecord};
+use tidings_schemas::Delivery;
 use tokio_util::sync::CancellationToken;
 
 /// How long a consumer poll waits before the loop checks for shutdown again.
@@ -149,24 +149,6 @@ pub(crate) fn checkpoints_of(records: &[Record]) -> Vec<Checkpoint> {
             next_offset: offset + 1,
         })
         .collect()
-}
-
-/// Decodes a record, or logs why not: a malformed record is skipped, never fatal.
-pub(crate) fn decode<T: LogRecord>(processor: &'static str, record: &Record) -> Option<T> {
-    match T::decode(&record.value) {
-        Ok(value) => Some(value),
-        Err(error) => {
-            tracing::warn!(
-                processor,
-                topic = %record.topic,
-                partition = record.partition,
-                offset = record.offset,
-                %error,
-                "skipping malformed record"
-            );
-            None
-        }
-    }
 }
 
 /// A delivery of `kind` to `edge` from this processor, every optional field empty.

@@ -9,7 +9,9 @@ pub mod registry;
 pub mod text;
 pub mod wire;
 
-pub use records::{ClientEvent, Delivery, LogRecord, RoomEvent, Subscription};
+pub use records::{
+    allocation_limit, ClientEvent, Delivery, LogRecord, RoomEvent, Subscription, MAX_RECORD_BYTES,
+};
 pub use registry::{SchemaVersion, Subject};
 
 /// Why a record could not be encoded or decoded.
@@ -25,6 +27,8 @@ pub enum SchemaError {
         found: Subject,
         expected: Subject,
     },
+    #[error("record of {size} bytes exceeds the limit of {max}")]
+    TooLarge { size: usize, max: usize },
     #[error("avro: {0}")]
     Avro(String),
 }

@@ -8,6 +8,19 @@ use crate::{wire, SchemaError};
 use apache_avro::{from_avro_datum, from_value, to_avro_datum, to_value};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+/// Largest framed record [`LogRecord::decode`] reads. The log refuses values over 1 MB
+/// (`tidings_log::MAX_VALUE_BYTES`), so a bigger one is not ours.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// Caps what apache-avro allocates for one string or byte length read from a datum, and
+/// returns the cap in force. Its default is 512 MiB per length, so a five-byte hostile length
+/// prefix would cost that much memory before the read fails; no length inside a record can
+/// exceed the record itself. The setting is process-wide and fixed by its first use, so
+/// every decode calls this before apache-avro reads anything.
+pub fn allocation_limit() -> usize {
+    apache_avro::util::max_allocation_bytes(MAX_RECORD_BYTES)
+}
+
 /// A record that lives on the log under one schema subject.
 pub trait LogRecord: Serialize + DeserializeOwned {
     const SUBJECT: Subject;
@@ -22,6 +35,13 @@ pub trait LogRecord: Serialize + DeserializeOwned {
 
     /// Decodes a framed record written with any registered version of this subject.
     fn decode(bytes: &[u8]) -> Result<Self, SchemaError> {
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Err(SchemaError::TooLarge {
+                size: bytes.len(),
+                max: MAX_RECORD_BYTES,
+            });
+        }
+        allocation_limit();
         let (id, mut datum) = wire::unframe(bytes)?;
         let (writer_version, writer) =
             registry::by_id(id).ok_or(SchemaError::UnknownSchemaId(id))?;

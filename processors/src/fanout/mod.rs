@@ -11,12 +11,13 @@
 //! hop: a Kafka transaction costs tens of milliseconds, and readers of its output wait for
 //! the commit marker too.
 
+use crate::dead_letter::decode_or_dead_letter;
 use crate::directory::Directory;
-use crate::runtime::{self, decode, delivery, valid_node};
+use crate::runtime::{self, delivery, valid_node};
 use crate::{Context, Processor, ProcessorError};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
-use tidings_log::topics::{DELIVERIES, ROOM_LOG};
+use tidings_log::topics::{DEAD_LETTERS, DELIVERIES, ROOM_LOG};
 use tidings_log::{Checkpoint, ConsumerOptions, OutRecord};
 use tidings_schemas::{Delivery, LogRecord, RoomEvent};
 use tokio_util::sync::CancellationToken;
@@ -41,7 +42,7 @@ impl Processor for Fanout {
     }
 
     fn produces(&self) -> &'static [&'static str] {
-        &[DELIVERIES]
+        &[DELIVERIES, DEAD_LETTERS]
     }
 
     async fn session(
@@ -77,7 +78,9 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         let mut pending: Vec<OutRecord> = Vec::new();
         let mut done: BTreeMap<u32, Checkpoint> = BTreeMap::new();
         for record in &records {
-            if let Some(event) = decode::<RoomEvent>("fanout", record) {
+            // A dead letter joins the deliveries: appended before the offsets move past it.
+            if let Some(event) = decode_or_dead_letter::<RoomEvent>("fanout", record, &mut pending)
+            {
                 route(ctx, &mut directory, &event, &mut pending)?;
             }
             done.insert(record.partition, record.next_checkpoint());

@@ -5,10 +5,11 @@
 //! sequencer trusts the store to be complete up to it), then commit the group offsets.
 //! Markers (`host`, `unhost`) are not messages and are only passed over.
 
-use crate::runtime::{self, checkpoints_of, decode};
+use crate::dead_letter::decode_or_dead_letter;
+use crate::runtime::{self, checkpoints_of};
 use crate::{Context, Processor, ProcessorError, PERSISTENCE_CHECKPOINT};
 use async_trait::async_trait;
-use tidings_log::topics::ROOM_LOG;
+use tidings_log::topics::{DEAD_LETTERS, ROOM_LOG};
 use tidings_log::ConsumerOptions;
 use tidings_schemas::RoomEvent;
 use tidings_store::StoredMessage;
@@ -31,7 +32,7 @@ impl Processor for Persistence {
     }
 
     fn produces(&self) -> &'static [&'static str] {
-        &[]
+        &[DEAD_LETTERS]
     }
 
     async fn session(
@@ -56,9 +57,10 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         if records.is_empty() {
             continue;
         }
+        let mut dead_letters = Vec::new();
         let messages: Vec<StoredMessage> = records
             .iter()
-            .filter_map(|r| decode::<RoomEvent>("persistence", r))
+            .filter_map(|r| decode_or_dead_letter::<RoomEvent>("persistence", r, &mut dead_letters))
             .filter(|e| e.kind == "message")
             .filter_map(stored)
             .collect();
@@ -68,6 +70,11 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
             ctx.store
                 .set_checkpoint(PERSISTENCE_CHECKPOINT, c.partition, c.next_offset)
                 .await?;
+        }
+        // Before the offsets move past them (at least once: a crash in between copies them
+        // again on restart).
+        if !dead_letters.is_empty() {
+            ctx.log.produce_batch(dead_letters).await?;
         }
         consumer.commit(&checkpoints).await?;
         tracing::debug!(messages = messages.len(), "persisted");

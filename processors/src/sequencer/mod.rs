@@ -19,7 +19,8 @@
 mod moderation;
 mod state;
 
-use crate::runtime::{self, checkpoints_of, decode, delivery, now_ms, read_to_end, valid_node};
+use crate::dead_letter::{decode_or_dead_letter, skip};
+use crate::runtime::{self, checkpoints_of, delivery, now_ms, read_to_end, valid_node};
 use crate::{Context, Processor, ProcessorError, PERSISTENCE_CHECKPOINT};
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -28,7 +29,7 @@ use moderation::Moderator;
 use state::State;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
-use tidings_log::topics::{CLIENT_EVENTS, DELIVERIES, ROOM_LOG, SUBSCRIPTIONS};
+use tidings_log::topics::{CLIENT_EVENTS, DEAD_LETTERS, DELIVERIES, ROOM_LOG, SUBSCRIPTIONS};
 use tidings_log::{partition_for, ConsumerOptions, OutRecord, Record};
 use tidings_schemas::{ClientEvent, LogRecord, RoomEvent, Subscription};
 use tidings_store::{Direction, SeqRange, Store, StoreError, MAX_CLIENT_ID_LEN};
@@ -83,7 +84,7 @@ impl Processor for Sequencer {
     }
 
     fn produces(&self) -> &'static [&'static str] {
-        &[ROOM_LOG, SUBSCRIPTIONS, DELIVERIES]
+        &[ROOM_LOG, SUBSCRIPTIONS, DELIVERIES, DEAD_LETTERS]
     }
 
     async fn session(
@@ -158,7 +159,8 @@ impl Sequencer {
     }
 
     /// Turns a batch into its outputs, updating `state` as if they were committed (if the
-    /// commit fails the session ends and `state` goes with it).
+    /// commit fails the session ends and `state` goes with it). Records that do not decode
+    /// become dead letters in the same outputs, so they are copied exactly once.
     async fn sequence(
         &self,
         ctx: &Context,
@@ -167,9 +169,10 @@ impl Sequencer {
         room_partitions: u32,
         records: &[Record],
     ) -> Result<Vec<OutRecord>, ProcessorError> {
+        let mut out = Vec::new();
         let events: Vec<ClientEvent> = records
             .iter()
-            .filter_map(|r| decode("sequencer", r))
+            .filter_map(|r| decode_or_dead_letter("sequencer", r, &mut out))
             .collect();
         let rooms: HashSet<&str> = events
             .iter()
@@ -233,7 +236,6 @@ impl Sequencer {
         }
 
         // 4. In order.
-        let mut out = Vec::new();
         for event in &events {
             self.apply(ctx, moderator, state, &known, event, &mut out)?;
         }
@@ -465,7 +467,9 @@ async fn fold_tail(ctx: &Context, state: &mut State, partition: u32) -> Result<(
         .unwrap_or(0);
     let mut folded = 0usize;
     read_to_end(&*ctx.log, ROOM_LOG, partition, from, |record| {
-        let Some(event) = decode::<RoomEvent>("sequencer", record) else {
+        // Persistence and fan-out copy the room log's bad records; this scan runs again on
+        // every start, so it only counts and logs them.
+        let Some(event) = skip::<RoomEvent>("sequencer", record) else {
             return;
         };
         let Some(room) = event.room else {

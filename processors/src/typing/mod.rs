@@ -5,12 +5,13 @@
 //! losing some in a crash is fine. The room directory is loaded from the subscriptions topic
 //! and kept current by following every partition of it (one task each).
 
+use crate::dead_letter::decode_or_dead_letter;
 use crate::directory::{Directory, Tail};
-use crate::runtime::{self, checkpoints_of, decode, delivery, Backoff};
+use crate::runtime::{self, checkpoints_of, delivery, Backoff};
 use crate::{Context, Processor, ProcessorError};
 use async_trait::async_trait;
 use std::sync::{Arc, Mutex};
-use tidings_log::topics::{DELIVERIES, SUBSCRIPTIONS, TYPING};
+use tidings_log::topics::{DEAD_LETTERS, DELIVERIES, SUBSCRIPTIONS, TYPING};
 use tidings_log::{ConsumerOptions, Log, OutRecord, StartAt};
 use tidings_schemas::{ClientEvent, Delivery, LogRecord};
 use tokio_util::sync::CancellationToken;
@@ -34,7 +35,7 @@ impl Processor for Typing {
     }
 
     fn produces(&self) -> &'static [&'static str] {
-        &[DELIVERIES]
+        &[DELIVERIES, DEAD_LETTERS]
     }
 
     async fn session(
@@ -77,11 +78,11 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
             continue;
         }
         let mut out = Vec::new();
-        for event in records
-            .iter()
-            .filter_map(|r| decode::<ClientEvent>("typing", r))
-        {
-            relay(ctx, &directory, &event, &mut out)?;
+        for record in &records {
+            // A dead letter goes out with the notices, before the offsets move past it.
+            if let Some(event) = decode_or_dead_letter::<ClientEvent>("typing", record, &mut out) {
+                relay(ctx, &directory, &event, &mut out)?;
+            }
         }
         // At least once is plenty for typing notices; one ordered batch, then the offsets.
         ctx.log.produce_batch(out).await?;
