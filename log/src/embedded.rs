@@ -369,7 +369,7 @@ fn write_batch(shared: &Shared, batch: &[WriteRequest]) -> Vec<Result<Vec<Positi
                 .collect()
         }
         Err(e) => {
-            let message = db_err(e).to_string();
+            let message = format!("embedded log: {e}");
             batch
                 .iter()
                 .map(|_| Err(LogError::Unavailable(message.clone())))
