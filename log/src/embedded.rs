@@ -223,7 +223,7 @@ impl EmbeddedLog {
                 Ok(value.map(|v| v.value()).unwrap_or(0))
             })
             .map_err(db_err)?;
-        Ok(stored.max(high_water(&self.shared, topic, partition)?))
+        Ok(stored.max(high_water(&self.shared, topic, partition)))
     }
 }
 
@@ -253,12 +253,17 @@ fn write_loop(shared: Arc<Shared>, mut queue: mpsc::Receiver<WriteRequest>) {
 }
 
 /// The end this process last committed in a partition (0 if none).
-fn high_water(shared: &Shared, topic: &str, partition: u32) -> Result<i64> {
-    let marks = shared.high_water.lock().map_err(redb_err)?;
-    Ok(marks
+fn high_water(shared: &Shared, topic: &str, partition: u32) -> i64 {
+    // A panic elsewhere cannot leave this plain map inconsistent: use it anyway, since
+    // forgetting a mark could give an offset out twice.
+    let marks = shared
+        .high_water
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    marks
         .get(&(topic.to_string(), partition))
         .copied()
-        .unwrap_or(0))
+        .unwrap_or(0)
 }
 
 fn write_batch(shared: &Shared, batch: &[WriteRequest]) -> Vec<Result<Vec<Position>>> {
@@ -275,10 +280,6 @@ fn write_batch(shared: &Shared, batch: &[WriteRequest]) -> Vec<Result<Vec<Positi
     };
     let topics = match shared.topics.lock() {
         Ok(t) => t.clone(),
-        Err(e) => return batch.iter().map(|_| Err(redb_err(&e))).collect(),
-    };
-    let high_water = match shared.high_water.lock() {
-        Ok(h) => h.clone(),
         Err(e) => return batch.iter().map(|_| Err(redb_err(&e))).collect(),
     };
     // No fsync when every record may be lost in a crash and no offsets are committed; a
@@ -321,7 +322,7 @@ fn write_batch(shared: &Shared, batch: &[WriteRequest]) -> Vec<Result<Vec<Positi
                                 .map(|v| v.value())
                                 .unwrap_or(0);
                             // Above what the file says after a reopen lost unsynced commits.
-                            stored.max(high_water.get(&slot).copied().unwrap_or(0))
+                            stored.max(high_water(shared, &record.topic, partition))
                         }
                     };
                     let headers = serde_json::to_string(&record.headers).unwrap_or_default();
@@ -358,9 +359,11 @@ fn write_batch(shared: &Shared, batch: &[WriteRequest]) -> Vec<Result<Vec<Positi
     match shared.db.run(attempt) {
         Ok((answers, next)) => {
             // Only committed ends count: offsets of a failed commit were never seen.
-            if let Ok(mut marks) = shared.high_water.lock() {
-                marks.extend(next);
-            }
+            shared
+                .high_water
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(next);
             answers
                 .into_iter()
                 .map(|a| {
