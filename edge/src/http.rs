@@ -11,7 +11,6 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use tidings_log::topics;
 use tidings_schemas::text::check_identity;
 
 const INDEX_HTML: &str = include_str!("../static/index.html");
@@ -37,18 +36,14 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// 200 while the log and the store can both take writes, 503 otherwise (Kafka or Cassandra
+/// out of reach, a full disk under the embedded backends). Each check is one round trip at
+/// most, and both run at once, so probing every few seconds costs little.
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     let check = async {
-        shared
-            .log
-            .partitions(topics::DELIVERIES)
-            .await
-            .map_err(|e| e.to_string())?;
-        shared
-            .store
-            .head("readyz")
-            .await
-            .map_err(|e| e.to_string())?;
+        let (log, store) = tokio::join!(shared.log.writable(), shared.store.writable());
+        log.map_err(|e| e.to_string())?;
+        store.map_err(|e| e.to_string())?;
         Ok::<_, String>(())
     };
     match tokio::time::timeout(Duration::from_secs(3), check).await {

@@ -5,6 +5,12 @@
 //! the commit that holds it is durable. Consumer-group offsets live in the same file, so
 //! [`Consumer::commit_with`] writes outputs and offsets in one atomic transaction, which is
 //! this backend's exactly-once read-process-write.
+//!
+//! After a disk fault the database reopens itself ([`tidings_embedded::Db`]) at its last durable
+//! commit. Commits without fsync (topics whose `TopicSpec::durable` is false) made since then
+//! are lost, and their offsets are never given out again: readers and consumers keep their
+//! positions across the reopen and must not find other records there. So the writer keeps
+//! the highest end it committed per partition in memory and never appends below it.
 
 use crate::now_ms;
 use crate::{
@@ -12,11 +18,12 @@ use crate::{
     PartitionReader, Position, Record, Result, StartAt, TopicSpec,
 };
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tidings_embedded::{Db, DbError};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// (topic, partition, offset).
@@ -43,6 +50,10 @@ fn redb_err(e: impl std::fmt::Display) -> LogError {
     LogError::Unavailable(format!("embedded log: {e}"))
 }
 
+fn db_err(e: DbError) -> LogError {
+    redb_err(e)
+}
+
 struct GroupCommit {
     group: String,
     generation: u64,
@@ -56,7 +67,10 @@ struct WriteRequest {
 }
 
 struct Shared {
-    db: Database,
+    db: Db,
+    /// (topic, partition) → end after the last commit this process made. At least the ENDS
+    /// table's value; above it after a reopen lost commits made without fsync.
+    high_water: Mutex<HashMap<(String, u32), i64>>,
     /// Topic name → partition count, cached from TOPICS.
     topics: Mutex<HashMap<String, u32>>,
     /// Topics whose appends need no fsync (`TopicSpec::durable` false), as last ensured.
@@ -77,27 +91,30 @@ pub struct EmbeddedLog {
 impl EmbeddedLog {
     /// Opens (or creates) the log at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(redb_err)?;
-        }
-        let db = Database::create(path).map_err(redb_err)?;
-        let txn = db.begin_write().map_err(redb_err)?;
-        let mut topics = HashMap::new();
-        {
-            txn.open_table(RECORDS).map_err(redb_err)?;
-            txn.open_table(ENDS).map_err(redb_err)?;
-            txn.open_table(GROUP_OFFSETS).map_err(redb_err)?;
-            let table = txn.open_table(TOPICS).map_err(redb_err)?;
-            for entry in table.iter().map_err(redb_err)? {
-                let (name, spec) = entry.map_err(redb_err)?;
-                topics.insert(name.value().to_string(), spec.value().0);
-            }
-        }
-        txn.commit().map_err(redb_err)?;
+        let db = Db::create(path).map_err(db_err)?;
+        let topics = db
+            .run(|db| {
+                let txn = db.begin_write()?;
+                let mut topics = HashMap::new();
+                {
+                    txn.open_table(RECORDS)?;
+                    txn.open_table(ENDS)?;
+                    txn.open_table(GROUP_OFFSETS)?;
+                    let table = txn.open_table(TOPICS)?;
+                    for entry in table.iter()? {
+                        let (name, spec) = entry?;
+                        topics.insert(name.value().to_string(), spec.value().0);
+                    }
+                }
+                txn.commit()?;
+                Ok(topics)
+            })
+            .map_err(db_err)?;
 
         let (committed, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             db,
+            high_water: Mutex::new(HashMap::new()),
             topics: Mutex::new(topics),
             lazy: Mutex::new(HashSet::new()),
             generations: Mutex::new(HashMap::new()),
@@ -110,6 +127,11 @@ impl EmbeddedLog {
             .spawn(move || write_loop(for_thread, queue))
             .map_err(redb_err)?;
         Ok(Self { shared, writer })
+    }
+
+    /// How many times the database was reopened after a disk fault.
+    pub fn reopens(&self) -> u64 {
+        self.shared.db.reopens()
     }
 
     async fn write(
@@ -150,42 +172,58 @@ impl EmbeddedLog {
         from: i64,
         max: usize,
     ) -> Result<Vec<Record>> {
-        let txn = self.shared.db.begin_read().map_err(redb_err)?;
-        let table = txn.open_table(RECORDS).map_err(redb_err)?;
-        let mut out = Vec::new();
-        for entry in table
-            .range((topic, partition, from)..=(topic, partition, i64::MAX))
-            .map_err(redb_err)?
-            .take(max)
-        {
-            let (k, v) = entry.map_err(redb_err)?;
-            let (_, _, offset) = k.value();
-            let (ts, key, value, headers) = v.value();
-            out.push(Record {
-                topic: topic.to_string(),
-                partition,
-                offset,
-                key: key.to_string(),
-                value: value.to_vec(),
-                headers: serde_json::from_str(headers).unwrap_or_default(),
-                timestamp_ms: ts,
-            });
-        }
-        Ok(out)
+        self.shared
+            .db
+            .run(|db| {
+                let txn = db.begin_read()?;
+                let table = txn.open_table(RECORDS)?;
+                let mut out = Vec::new();
+                for entry in table
+                    .range((topic, partition, from)..=(topic, partition, i64::MAX))?
+                    .take(max)
+                {
+                    let (k, v) = entry?;
+                    let (_, _, offset) = k.value();
+                    let (ts, key, value, headers) = v.value();
+                    out.push(Record {
+                        topic: topic.to_string(),
+                        partition,
+                        offset,
+                        key: key.to_string(),
+                        value: value.to_vec(),
+                        headers: serde_json::from_str(headers).unwrap_or_default(),
+                        timestamp_ms: ts,
+                    });
+                }
+                Ok(out)
+            })
+            .map_err(db_err)
     }
 
     fn committed_offset(&self, group: &str, topic: &str, partition: u32) -> Result<Option<i64>> {
-        let txn = self.shared.db.begin_read().map_err(redb_err)?;
-        let table = txn.open_table(GROUP_OFFSETS).map_err(redb_err)?;
-        let value = table.get((group, topic, partition)).map_err(redb_err)?;
-        Ok(value.map(|v| v.value()))
+        self.shared
+            .db
+            .run(|db| {
+                let txn = db.begin_read()?;
+                let table = txn.open_table(GROUP_OFFSETS)?;
+                let value = table.get((group, topic, partition))?;
+                Ok(value.map(|v| v.value()))
+            })
+            .map_err(db_err)
     }
 
     fn end(&self, topic: &str, partition: u32) -> Result<i64> {
-        let txn = self.shared.db.begin_read().map_err(redb_err)?;
-        let table = txn.open_table(ENDS).map_err(redb_err)?;
-        let value = table.get((topic, partition)).map_err(redb_err)?;
-        Ok(value.map(|v| v.value()).unwrap_or(0))
+        let stored = self
+            .shared
+            .db
+            .run(|db| {
+                let txn = db.begin_read()?;
+                let table = txn.open_table(ENDS)?;
+                let value = table.get((topic, partition))?;
+                Ok(value.map(|v| v.value()).unwrap_or(0))
+            })
+            .map_err(db_err)?;
+        Ok(stored.max(high_water(&self.shared, topic, partition)))
     }
 }
 
@@ -214,6 +252,20 @@ fn write_loop(shared: Arc<Shared>, mut queue: mpsc::Receiver<WriteRequest>) {
     }
 }
 
+/// The end this process last committed in a partition (0 if none).
+fn high_water(shared: &Shared, topic: &str, partition: u32) -> i64 {
+    // A panic elsewhere cannot leave this plain map inconsistent: use it anyway, since
+    // forgetting a mark could give an offset out twice.
+    let marks = shared
+        .high_water
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    marks
+        .get(&(topic.to_string(), partition))
+        .copied()
+        .unwrap_or(0)
+}
+
 fn write_batch(shared: &Shared, batch: &[WriteRequest]) -> Vec<Result<Vec<Position>>> {
     // Fencing is decided before the transaction so one fenced request cannot sink the rest.
     let generations = match shared.generations.lock() {
@@ -239,18 +291,18 @@ fn write_batch(shared: &Shared, batch: &[WriteRequest]) -> Vec<Result<Vec<Positi
         Err(_) => true,
     };
 
-    let attempt = || -> Result<Vec<Option<Vec<Position>>>> {
-        let mut txn = shared.db.begin_write().map_err(redb_err)?;
+    type Written = (Vec<Option<Vec<Position>>>, HashMap<(String, u32), i64>);
+    let attempt = |db: &redb::Database| -> Result<Written, redb::Error> {
+        let mut txn = db.begin_write()?;
         if !durable {
-            txn.set_durability(redb::Durability::None)
-                .map_err(redb_err)?;
+            txn.set_durability(redb::Durability::None)?;
         }
         let mut answers = Vec::with_capacity(batch.len());
+        let mut next: HashMap<(String, u32), i64> = HashMap::new();
         {
-            let mut records = txn.open_table(RECORDS).map_err(redb_err)?;
-            let mut ends = txn.open_table(ENDS).map_err(redb_err)?;
-            let mut offsets = txn.open_table(GROUP_OFFSETS).map_err(redb_err)?;
-            let mut next: HashMap<(String, u32), i64> = HashMap::new();
+            let mut records = txn.open_table(RECORDS)?;
+            let mut ends = txn.open_table(ENDS)?;
+            let mut offsets = txn.open_table(GROUP_OFFSETS)?;
             let now = now_ms();
             for request in batch {
                 if fenced(request) {
@@ -264,55 +316,63 @@ fn write_batch(shared: &Shared, batch: &[WriteRequest]) -> Vec<Result<Vec<Positi
                     let slot = (record.topic.clone(), partition);
                     let offset = match next.get(&slot) {
                         Some(o) => *o,
-                        None => ends
-                            .get((record.topic.as_str(), partition))
-                            .map_err(redb_err)?
-                            .map(|v| v.value())
-                            .unwrap_or(0),
+                        None => {
+                            let stored = ends
+                                .get((record.topic.as_str(), partition))?
+                                .map(|v| v.value())
+                                .unwrap_or(0);
+                            // Above what the file says after a reopen lost unsynced commits.
+                            stored.max(high_water(shared, &record.topic, partition))
+                        }
                     };
                     let headers = serde_json::to_string(&record.headers).unwrap_or_default();
-                    records
-                        .insert(
-                            (record.topic.as_str(), partition, offset),
-                            (
-                                now,
-                                record.key.as_str(),
-                                record.value.as_slice(),
-                                headers.as_str(),
-                            ),
-                        )
-                        .map_err(redb_err)?;
+                    records.insert(
+                        (record.topic.as_str(), partition, offset),
+                        (
+                            now,
+                            record.key.as_str(),
+                            record.value.as_slice(),
+                            headers.as_str(),
+                        ),
+                    )?;
                     next.insert(slot, offset + 1);
                     positions.push(Position { partition, offset });
                 }
                 if let Some(commit) = &request.commit {
                     for c in &commit.checkpoints {
-                        offsets
-                            .insert(
-                                (commit.group.as_str(), c.topic.as_str(), c.partition),
-                                c.next_offset,
-                            )
-                            .map_err(redb_err)?;
+                        offsets.insert(
+                            (commit.group.as_str(), c.topic.as_str(), c.partition),
+                            c.next_offset,
+                        )?;
                     }
                 }
                 answers.push(Some(positions));
             }
             for ((topic, partition), offset) in &next {
-                ends.insert((topic.as_str(), *partition), *offset)
-                    .map_err(redb_err)?;
+                ends.insert((topic.as_str(), *partition), *offset)?;
             }
         }
-        txn.commit().map_err(redb_err)?;
-        Ok(answers)
+        txn.commit()?;
+        Ok((answers, next))
     };
 
-    match attempt() {
-        Ok(answers) => answers
-            .into_iter()
-            .map(|a| a.ok_or_else(|| LogError::Fenced("a newer member joined the group".into())))
-            .collect(),
+    match shared.db.run(attempt) {
+        Ok((answers, next)) => {
+            // Only committed ends count: offsets of a failed commit were never seen.
+            shared
+                .high_water
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(next);
+            answers
+                .into_iter()
+                .map(|a| {
+                    a.ok_or_else(|| LogError::Fenced("a newer member joined the group".into()))
+                })
+                .collect()
+        }
         Err(e) => {
-            let message = e.to_string();
+            let message = format!("embedded log: {e}");
             batch
                 .iter()
                 .map(|_| Err(LogError::Unavailable(message.clone())))
@@ -323,50 +383,52 @@ fn write_batch(shared: &Shared, batch: &[WriteRequest]) -> Vec<Result<Vec<Positi
 
 /// Drops records older than their topic's retention.
 fn apply_retention(shared: &Shared) -> Result<()> {
-    let txn = shared.db.begin_write().map_err(redb_err)?;
-    {
-        let topics = txn.open_table(TOPICS).map_err(redb_err)?;
-        let mut records = txn.open_table(RECORDS).map_err(redb_err)?;
-        let cutoff_now = now_ms();
-        let mut expiring = Vec::new();
-        for entry in topics.iter().map_err(redb_err)? {
-            let (name, spec) = entry.map_err(redb_err)?;
-            let (partitions, retention_ms, _) = spec.value();
-            if retention_ms >= 0 {
-                expiring.push((
-                    name.value().to_string(),
-                    partitions,
-                    cutoff_now - retention_ms,
-                ));
-            }
-        }
-        for (topic, partitions, cutoff) in expiring {
-            for partition in 0..partitions {
-                // Records are in append order, so the expired ones are a prefix.
-                let mut last_expired = None;
-                for entry in records
-                    .range((topic.as_str(), partition, 0)..=(topic.as_str(), partition, i64::MAX))
-                    .map_err(redb_err)?
-                {
-                    let (k, v) = entry.map_err(redb_err)?;
-                    if v.value().0 >= cutoff {
-                        break;
+    shared
+        .db
+        .run(|db| {
+            let txn = db.begin_write()?;
+            {
+                let topics = txn.open_table(TOPICS)?;
+                let mut records = txn.open_table(RECORDS)?;
+                let cutoff_now = now_ms();
+                let mut expiring = Vec::new();
+                for entry in topics.iter()? {
+                    let (name, spec) = entry?;
+                    let (partitions, retention_ms, _) = spec.value();
+                    if retention_ms >= 0 {
+                        expiring.push((
+                            name.value().to_string(),
+                            partitions,
+                            cutoff_now - retention_ms,
+                        ));
                     }
-                    last_expired = Some(k.value().2);
                 }
-                if let Some(last) = last_expired {
-                    records
-                        .retain_in(
-                            (topic.as_str(), partition, 0)..=(topic.as_str(), partition, last),
-                            |_, _| false,
-                        )
-                        .map_err(redb_err)?;
+                for (topic, partitions, cutoff) in expiring {
+                    for partition in 0..partitions {
+                        // Records are in append order, so the expired ones are a prefix.
+                        let mut last_expired = None;
+                        for entry in records.range(
+                            (topic.as_str(), partition, 0)..=(topic.as_str(), partition, i64::MAX),
+                        )? {
+                            let (k, v) = entry?;
+                            if v.value().0 >= cutoff {
+                                break;
+                            }
+                            last_expired = Some(k.value().2);
+                        }
+                        if let Some(last) = last_expired {
+                            records.retain_in(
+                                (topic.as_str(), partition, 0)..=(topic.as_str(), partition, last),
+                                |_, _| false,
+                            )?;
+                        }
+                    }
                 }
             }
-        }
-    }
-    txn.commit().map_err(redb_err)?;
-    Ok(())
+            txn.commit()?;
+            Ok(())
+        })
+        .map_err(db_err)
 }
 
 #[async_trait]
@@ -375,35 +437,36 @@ impl Log for EmbeddedLog {
         let shared = self.shared.clone();
         let specs = specs.to_vec();
         tokio::task::spawn_blocking(move || {
-            let txn = shared.db.begin_write().map_err(redb_err)?;
-            {
-                let mut table = txn.open_table(TOPICS).map_err(redb_err)?;
-                for spec in &specs {
-                    if table.get(spec.name.as_str()).map_err(redb_err)?.is_none() {
-                        table
-                            .insert(
-                                spec.name.as_str(),
-                                (
-                                    spec.partitions,
-                                    spec.retention_ms.unwrap_or(-1),
-                                    spec.compacted,
-                                ),
-                            )
-                            .map_err(redb_err)?;
+            let table = shared
+                .db
+                .run(|db| {
+                    let txn = db.begin_write()?;
+                    {
+                        let mut table = txn.open_table(TOPICS)?;
+                        for spec in &specs {
+                            if table.get(spec.name.as_str())?.is_none() {
+                                table.insert(
+                                    spec.name.as_str(),
+                                    (
+                                        spec.partitions,
+                                        spec.retention_ms.unwrap_or(-1),
+                                        spec.compacted,
+                                    ),
+                                )?;
+                            }
+                        }
                     }
-                }
-            }
-            txn.commit().map_err(redb_err)?;
-            let table = {
-                let txn = shared.db.begin_read().map_err(redb_err)?;
-                let table = txn.open_table(TOPICS).map_err(redb_err)?;
-                let mut all = HashMap::new();
-                for entry in table.iter().map_err(redb_err)? {
-                    let (name, spec) = entry.map_err(redb_err)?;
-                    all.insert(name.value().to_string(), spec.value().0);
-                }
-                all
-            };
+                    txn.commit()?;
+                    let txn = db.begin_read()?;
+                    let table = txn.open_table(TOPICS)?;
+                    let mut all = HashMap::new();
+                    for entry in table.iter()? {
+                        let (name, spec) = entry?;
+                        all.insert(name.value().to_string(), spec.value().0);
+                    }
+                    Ok(all)
+                })
+                .map_err(db_err)?;
             *shared.topics.lock().map_err(redb_err)? = table;
             let mut lazy = shared.lazy.lock().map_err(redb_err)?;
             for spec in &specs {
@@ -417,6 +480,11 @@ impl Log for EmbeddedLog {
         })
         .await
         .map_err(redb_err)?
+    }
+
+    /// No I/O while healthy; after a disk fault, `unavailable` until the database is back.
+    async fn writable(&self) -> Result<()> {
+        self.shared.db.writable().map_err(db_err)
     }
 
     async fn produce(&self, record: OutRecord) -> Result<Position> {

@@ -139,6 +139,9 @@ fn unavailable(e: KafkaError) -> LogError {
     }
 }
 
+/// How long [`Log::writable`] waits for Kafka's answer.
+const WRITABLE_TIMEOUT: Duration = Duration::from_secs(2);
+
 fn join_error(e: tokio::task::JoinError) -> LogError {
     LogError::Unavailable(format!("kafka task: {e}"))
 }
@@ -481,6 +484,57 @@ impl Log for KafkaLog {
 
     async fn partitions(&self, topic: &str) -> Result<u32> {
         self.partition_count(topic).await
+    }
+
+    /// A fresh metadata round trip (never the cached partition counts): a broker answers, and
+    /// every partition of the topics this client uses has a leader to take appends.
+    async fn writable(&self) -> Result<()> {
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            return Err(LogError::Unavailable(format!(
+                "kafka producer failed: {code}: {reason}"
+            )));
+        }
+        let mut topics: Vec<String> = self
+            .partitions
+            .lock()
+            .map(|known| known.keys().cloned().collect())
+            .unwrap_or_default();
+        topics.sort();
+        let metadata = self.metadata.clone();
+        tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + WRITABLE_TIMEOUT;
+            // No topic used yet: one request for all topics still proves a broker answers.
+            let requests: Vec<Option<&str>> = if topics.is_empty() {
+                vec![None]
+            } else {
+                topics.iter().map(|t| Some(t.as_str())).collect()
+            };
+            for request in requests {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let md = metadata
+                    .fetch_metadata(request, left)
+                    .map_err(unavailable)?;
+                if md.brokers().is_empty() {
+                    return Err(LogError::Unavailable("kafka: no broker is up".into()));
+                }
+                // The whole cluster's topics are not ours to judge.
+                let ours = if request.is_some() { md.topics() } else { &[] };
+                for topic in ours {
+                    let leaderless = topic.error().is_some()
+                        || topic.partitions().is_empty()
+                        || topic.partitions().iter().any(|p| p.leader() < 0);
+                    if leaderless {
+                        return Err(LogError::Unavailable(format!(
+                            "kafka: topic {} has partitions without a leader",
+                            topic.name()
+                        )));
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(join_error)?
     }
 }
 

@@ -208,6 +208,11 @@ pub trait Log: Send + Sync + 'static {
 
     /// Number of partitions of an existing topic.
     async fn partitions(&self, topic: &str) -> Result<u32>;
+
+    /// `Ok` when appends can be taken now, else why not (`unavailable`). Cheap enough for a
+    /// readiness probe every few seconds: Kafka answers one metadata round trip within a
+    /// short timeout; embedded does no I/O unless it is recovering from a disk fault.
+    async fn writable(&self) -> Result<()>;
 }
 
 /// A member of a consumer group.

@@ -22,6 +22,10 @@ use std::time::Duration;
 /// Rows per unlogged batch. A batch of one partition's rows is one mutation, which is where
 /// batching pays: per-row statements capped appends at ~1,300 messages/s here (BENCHMARKS.md).
 const BATCH_ROWS: usize = 100;
+/// How long [`Store::writable`] waits for its probe write.
+const WRITABLE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The checkpoint row [`Store::writable`] writes: a name no processor uses.
+const PROBE_NAME: &str = "_writable";
 
 /// How to reach the cluster and how to keep the data.
 #[derive(Debug, Clone)]
@@ -114,6 +118,8 @@ struct Statements {
     client_id: PreparedStatement,
     checkpoint: PreparedStatement,
     set_checkpoint: PreparedStatement,
+    /// `set_checkpoint` with a short timeout, for [`Store::writable`].
+    probe: PreparedStatement,
 }
 
 pub struct CassandraStore {
@@ -169,6 +175,12 @@ impl CassandraStore {
             }
         };
         let columns = "seq, client_id, sender, body, ts";
+        let set_checkpoint = prepare(format!(
+            "INSERT INTO {ks}.checkpoints (name, partition, next_offset) VALUES (?, ?, ?)"
+        ))
+        .await?;
+        let mut probe = set_checkpoint.clone();
+        probe.set_request_timeout(Some(WRITABLE_TIMEOUT));
         let statements = Statements {
             insert_message: prepare(format!(
                 "INSERT INTO {ks}.messages (room, bucket, seq, client_id, sender, body, ts) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -199,10 +211,8 @@ impl CassandraStore {
                 "SELECT next_offset FROM {ks}.checkpoints WHERE name = ? AND partition = ?"
             ))
             .await?,
-            set_checkpoint: prepare(format!(
-                "INSERT INTO {ks}.checkpoints (name, partition, next_offset) VALUES (?, ?, ?)"
-            ))
-            .await?,
+            set_checkpoint,
+            probe,
         };
         Ok(Self {
             session,
@@ -407,4 +417,25 @@ impl Store for CassandraStore {
             .map_err(unavailable)?;
         Ok(())
     }
+
+    /// One small write at the store's consistency: it needs as many live replicas as any
+    /// append, and a reachable node. A read could pass where writes fail.
+    async fn writable(&self) -> Result<()> {
+        let probe = self
+            .session
+            .execute_unpaged(&self.statements.probe, (PROBE_NAME, 0i32, now_ms()));
+        match tokio::time::timeout(WRITABLE_TIMEOUT, probe).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Err(_) => Err(unavailable("no answer to a probe write in time")),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch: the probe row's value, so it shows when it was written.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

@@ -1,5 +1,6 @@
 //! The store in one redb file, for `tidings standalone`. Every append is one fsynced
-//! transaction; reads run on snapshots and never block the writer.
+//! transaction; reads run on snapshots and never block the writer. After a disk fault the
+//! file reopens itself at its last commit, all of which were durable ([`tidings_embedded::Db`]).
 
 use crate::{
     check_range, check_room, validate, Direction, Result, SeqRange, Store, StoreError,
@@ -8,7 +9,7 @@ use crate::{
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
-use std::sync::Arc;
+use tidings_embedded::Db;
 
 /// (room, seq).
 type MessageKey<'a> = (&'a str, i64);
@@ -28,30 +29,36 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    db: Db,
 }
 
 impl EmbeddedStore {
     pub fn open(path: &Path) -> Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(unavailable)?;
-        }
-        let db = Database::create(path).map_err(unavailable)?;
-        let txn = db.begin_write().map_err(unavailable)?;
-        txn.open_table(MESSAGES).map_err(unavailable)?;
-        txn.open_table(CLIENT_IDS).map_err(unavailable)?;
-        txn.open_table(HEADS).map_err(unavailable)?;
-        txn.open_table(CHECKPOINTS).map_err(unavailable)?;
-        txn.commit().map_err(unavailable)?;
-        Ok(Self { db: Arc::new(db) })
+        let db = Db::create(path).map_err(unavailable)?;
+        db.run(|db| {
+            let txn = db.begin_write()?;
+            txn.open_table(MESSAGES)?;
+            txn.open_table(CLIENT_IDS)?;
+            txn.open_table(HEADS)?;
+            txn.open_table(CHECKPOINTS)?;
+            txn.commit()?;
+            Ok(())
+        })
+        .map_err(unavailable)?;
+        Ok(Self { db })
+    }
+
+    /// How many times the database was reopened after a disk fault.
+    pub fn reopens(&self) -> u64 {
+        self.db.reopens()
     }
 
     async fn blocking<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Database) -> Result<T> + Send + 'static,
+        work: impl FnOnce(&Database) -> Result<T, redb::Error> + Send + 'static,
     ) -> Result<T> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || work(&db))
+        tokio::task::spawn_blocking(move || db.run(work).map_err(unavailable))
             .await
             .map_err(unavailable)?
     }
@@ -68,35 +75,29 @@ impl Store for EmbeddedStore {
         }
         let messages = messages.to_vec();
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(unavailable)?;
+            let txn = db.begin_write()?;
             {
-                let mut table = txn.open_table(MESSAGES).map_err(unavailable)?;
-                let mut ids = txn.open_table(CLIENT_IDS).map_err(unavailable)?;
-                let mut heads = txn.open_table(HEADS).map_err(unavailable)?;
+                let mut table = txn.open_table(MESSAGES)?;
+                let mut ids = txn.open_table(CLIENT_IDS)?;
+                let mut heads = txn.open_table(HEADS)?;
                 for m in &messages {
                     let key = (m.room.as_str(), m.seq);
                     // Idempotent: the first write of a (room, seq) stays.
-                    if table.get(key).map_err(unavailable)?.is_some() {
+                    if table.get(key)?.is_some() {
                         continue;
                     }
-                    table
-                        .insert(
-                            key,
-                            (m.client_id.as_str(), m.from.as_str(), m.text.as_str(), m.ts),
-                        )
-                        .map_err(unavailable)?;
-                    ids.insert((m.room.as_str(), m.client_id.as_str()), m.seq)
-                        .map_err(unavailable)?;
-                    let head = heads
-                        .get(m.room.as_str())
-                        .map_err(unavailable)?
-                        .map(|v| v.value());
+                    table.insert(
+                        key,
+                        (m.client_id.as_str(), m.from.as_str(), m.text.as_str(), m.ts),
+                    )?;
+                    ids.insert((m.room.as_str(), m.client_id.as_str()), m.seq)?;
+                    let head = heads.get(m.room.as_str())?.map(|v| v.value());
                     if head.is_none_or(|h| h < m.seq) {
-                        heads.insert(m.room.as_str(), m.seq).map_err(unavailable)?;
+                        heads.insert(m.room.as_str(), m.seq)?;
                     }
                 }
             }
-            txn.commit().map_err(unavailable)
+            Ok(txn.commit()?)
         })
         .await
     }
@@ -108,11 +109,10 @@ impl Store for EmbeddedStore {
         }
         let room = room.to_string();
         self.blocking(move |db| {
-            let txn = db.begin_read().map_err(unavailable)?;
-            let table = txn.open_table(MESSAGES).map_err(unavailable)?;
-            let span = table
-                .range((room.as_str(), range.after + 1)..(room.as_str(), range.before))
-                .map_err(unavailable)?;
+            let txn = db.begin_read()?;
+            let table = txn.open_table(MESSAGES)?;
+            let span =
+                table.range((room.as_str(), range.after + 1)..(room.as_str(), range.before))?;
             let to_message = |entry: std::result::Result<
                 (
                     redb::AccessGuard<MessageKey>,
@@ -120,10 +120,10 @@ impl Store for EmbeddedStore {
                 ),
                 redb::StorageError,
             >| {
-                let (k, v) = entry.map_err(unavailable)?;
+                let (k, v) = entry?;
                 let (_, seq) = k.value();
                 let (client_id, from, text, ts) = v.value();
-                Ok(StoredMessage {
+                Ok::<_, redb::Error>(StoredMessage {
                     room: room.clone(),
                     seq,
                     client_id: client_id.to_string(),
@@ -144,9 +144,9 @@ impl Store for EmbeddedStore {
         check_room(room)?;
         let room = room.to_string();
         self.blocking(move |db| {
-            let txn = db.begin_read().map_err(unavailable)?;
-            let table = txn.open_table(HEADS).map_err(unavailable)?;
-            let head = table.get(room.as_str()).map_err(unavailable)?;
+            let txn = db.begin_read()?;
+            let table = txn.open_table(HEADS)?;
+            let head = table.get(room.as_str())?;
             Ok(head.map(|v| v.value()).unwrap_or(0))
         })
         .await
@@ -156,11 +156,9 @@ impl Store for EmbeddedStore {
         check_room(room)?;
         let (room, client_id) = (room.to_string(), client_id.to_string());
         self.blocking(move |db| {
-            let txn = db.begin_read().map_err(unavailable)?;
-            let table = txn.open_table(CLIENT_IDS).map_err(unavailable)?;
-            let seq = table
-                .get((room.as_str(), client_id.as_str()))
-                .map_err(unavailable)?;
+            let txn = db.begin_read()?;
+            let table = txn.open_table(CLIENT_IDS)?;
+            let seq = table.get((room.as_str(), client_id.as_str()))?;
             Ok(seq.map(|v| v.value()))
         })
         .await
@@ -169,9 +167,9 @@ impl Store for EmbeddedStore {
     async fn checkpoint(&self, name: &str, partition: u32) -> Result<Option<i64>> {
         let name = name.to_string();
         self.blocking(move |db| {
-            let txn = db.begin_read().map_err(unavailable)?;
-            let table = txn.open_table(CHECKPOINTS).map_err(unavailable)?;
-            let offset = table.get((name.as_str(), partition)).map_err(unavailable)?;
+            let txn = db.begin_read()?;
+            let table = txn.open_table(CHECKPOINTS)?;
+            let offset = table.get((name.as_str(), partition))?;
             Ok(offset.map(|v| v.value()))
         })
         .await
@@ -180,15 +178,18 @@ impl Store for EmbeddedStore {
     async fn set_checkpoint(&self, name: &str, partition: u32, next_offset: i64) -> Result<()> {
         let name = name.to_string();
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(unavailable)?;
+            let txn = db.begin_write()?;
             {
-                let mut table = txn.open_table(CHECKPOINTS).map_err(unavailable)?;
-                table
-                    .insert((name.as_str(), partition), next_offset)
-                    .map_err(unavailable)?;
+                let mut table = txn.open_table(CHECKPOINTS)?;
+                table.insert((name.as_str(), partition), next_offset)?;
             }
-            txn.commit().map_err(unavailable)
+            Ok(txn.commit()?)
         })
         .await
+    }
+
+    /// No I/O while healthy; after a disk fault, `unavailable` until the database is back.
+    async fn writable(&self) -> Result<()> {
+        self.db.writable().map_err(unavailable)
     }
 }

@@ -177,4 +177,9 @@ pub trait Store: Send + Sync + 'static {
     async fn checkpoint(&self, name: &str, partition: u32) -> Result<Option<i64>>;
 
     async fn set_checkpoint(&self, name: &str, partition: u32, next_offset: i64) -> Result<()>;
+
+    /// `Ok` when writes can be taken now, else why not (`unavailable`). Cheap enough for a
+    /// readiness probe every few seconds: Cassandra answers one small write within a short
+    /// timeout; embedded does no I/O unless it is recovering from a disk fault.
+    async fn writable(&self) -> Result<()>;
 }

@@ -171,3 +171,139 @@ pub fn services(args: &[&str]) {
         .expect("infra/services.sh runs");
     assert!(status.success(), "infra/services.sh {args:?} failed");
 }
+
+/// A small tmpfs, mounted for one test and unmounted when dropped: a disk the test can fill.
+/// Mounting needs root; without it the test fails, saying so, instead of passing untested.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`mount -o size=`, e.g. `8m`) on a new temporary directory.
+    pub fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match output {
+            Ok(out) if out.status.success() => Self { dir },
+            Ok(out) => panic!(
+                "cannot mount a tmpfs on {} ({}): the disk-fault tests need root, to fill a \
+                 small disk of their own",
+                dir.path().display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => panic!("cannot run mount ({e}): the disk-fault tests need it, as root"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes one file until the disk takes no more, and returns its path.
+    pub fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut file = std::fs::File::create(&path).expect("filler created");
+        let chunk = vec![0xa5u8; 64 * 1024];
+        loop {
+            // A short write fills the last pages, then the next one fails: the disk is full.
+            match file.write_all(&chunk) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(28) => break,
+                Err(e) => panic!("filling the disk: {e}"),
+            }
+        }
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let unmounted = Command::new("umount")
+            .arg(self.dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !unmounted {
+            // Something still holds a file there (a child being reaped): detach it now, the
+            // kernel frees it when the last user goes.
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
+        }
+    }
+}
+
+/// A TCP proxy on loopback that forwards to `upstream` and can be cut (every connection
+/// closed, new ones closed on accept) and opened again: a backend that goes out of reach
+/// without stopping the shared server.
+pub struct TcpProxy {
+    addr: std::net::SocketAddr,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    /// Bumped by `cut`: forwarding tasks of an older generation stop.
+    cuts: tokio::sync::watch::Sender<u64>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    /// Starts a proxy to `upstream` (`host:port`), open or cut.
+    pub async fn start(upstream: &str, open: bool) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("proxy binds");
+        let addr = listener.local_addr().expect("proxy address");
+        let is_open = Arc::new(std::sync::atomic::AtomicBool::new(open));
+        let (cuts, _) = tokio::sync::watch::channel(0u64);
+        let upstream = upstream.to_string();
+        let (flag, watch) = (is_open.clone(), cuts.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let upstream = upstream.clone();
+                let mut cut = watch.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            open: is_open,
+            cuts,
+            accept,
+        }
+    }
+
+    /// `127.0.0.1:port` of the proxy.
+    pub fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Closes every forwarded connection and refuses new ones until [`Self::open`].
+    pub fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    pub fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}

@@ -371,6 +371,22 @@ pub async fn bad_input_is_refused_clearly(log: Arc<dyn Log>) {
     );
 }
 
+pub async fn writable_while_the_backend_takes_writes(log: Arc<dyn Log>) {
+    let topic = topic(&log, 2).await;
+    log.writable().await.expect("writable with the backend up");
+    let p = log
+        .produce(OutRecord::new(&topic, "k", b"v".to_vec()))
+        .await
+        .expect("an append, as writable() said");
+    log.writable()
+        .await
+        .expect("still writable after an append");
+    assert_eq!(
+        log.end_offset(&topic, p.partition).await.unwrap(),
+        p.offset + 1
+    );
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -415,6 +431,12 @@ macro_rules! conformance {
             async fn bad_input_is_refused_clearly() {
                 let (_dir, log) = $make;
                 super::bad_input_is_refused_clearly(log).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn writable_while_the_backend_takes_writes() {
+                let (_dir, log) = $make;
+                super::writable_while_the_backend_takes_writes(log).await;
             }
         }
     };

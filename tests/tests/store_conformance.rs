@@ -151,6 +151,23 @@ pub async fn bad_input_is_refused_and_nothing_is_written(store: Arc<dyn Store>) 
     assert_eq!(store.head(&room).await.unwrap(), 1, "still serving");
 }
 
+pub async fn writable_while_the_backend_takes_writes(store: Arc<dyn Store>) {
+    let room = unique("writable");
+    store
+        .writable()
+        .await
+        .expect("writable with the backend up");
+    store
+        .append(&[message(&room, 1)])
+        .await
+        .expect("an append, as writable() said");
+    store
+        .writable()
+        .await
+        .expect("still writable after an append");
+    assert_eq!(store.head(&room).await.unwrap(), 1);
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -176,6 +193,12 @@ macro_rules! conformance {
             async fn bad_input_is_refused_and_nothing_is_written() {
                 let (_dir, store) = $make;
                 super::bad_input_is_refused_and_nothing_is_written(store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn writable_while_the_backend_takes_writes() {
+                let (_dir, store) = $make;
+                super::writable_while_the_backend_takes_writes(store).await;
             }
         }
     };
