@@ -74,8 +74,12 @@ stop() {
   for pid in "$@"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
 }
 
-# Server env for Tidings: the load needs far more than the default 20 events/s per connection.
+# Server env for Tidings: the load needs far more than the default 20 events/s per connection,
+# and it comes from a handful of loopback addresses, which the per-address caps (sized for
+# one address being one household or office) would refuse.
 TIDINGS_ENV=(TIDINGS_JWT_SECRET="$SECRET" TIDINGS_RATE_PER_SEC=100000 TIDINGS_RATE_BURST=100000
+  TIDINGS_USER_RATE_PER_SEC=100000 TIDINGS_USER_RATE_BURST=100000
+  TIDINGS_MAX_CONNS_PER_IP=0 TIDINGS_CONNECT_RATE_PER_IP=100000 TIDINGS_CONNECT_BURST_PER_IP=100000
   RUST_LOG=${RUST_LOG:-warn})
 
 RECORDS=0

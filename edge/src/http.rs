@@ -3,7 +3,7 @@
 use crate::auth::{mint, now_secs, Claims};
 use crate::state::Shared;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -14,6 +14,13 @@ use std::time::Duration;
 use tidings_schemas::text::check_identity;
 
 const INDEX_HTML: &str = include_str!("../static/index.html");
+const APP_JS: &str = include_str!("../static/app.js");
+const APP_CSS: &str = include_str!("../static/app.css");
+/// The page loads only its own scripts, styles and connections, and no other site may frame
+/// it (clickjacking) or learn from its Referer where a user chats.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+    style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; \
+    form-action 'none'; frame-ancestors 'none'";
 const SOCKET_IO_JS: &str = include_str!("../static/socket.io.min.js");
 /// Dev tokens last a day.
 const DEV_TOKEN_TTL_SECS: u64 = 24 * 60 * 60;
@@ -25,11 +32,34 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/", get(index))
+        .route("/app.js", get(app_js))
+        .route("/app.css", get(app_css))
         .route("/socket.io.min.js", get(socket_io_js));
     if shared.config.dev_tokens {
         router = router.route("/dev/token", post(dev_token));
     }
-    router.with_state(shared)
+    router
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(shared)
+}
+
+/// Headers every HTTP answer carries (Socket.IO's own are added outside this router).
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
 }
 
 async fn healthz() -> &'static str {
@@ -63,6 +93,18 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn index() -> Html<&'static str> {
     Html(INDEX_HTML)
+}
+
+async fn app_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/javascript")],
+        APP_JS,
+    )
+        .into_response()
+}
+
+async fn app_css() -> Response {
+    ([(header::CONTENT_TYPE, "text/css")], APP_CSS).into_response()
 }
 
 async fn socket_io_js() -> Response {

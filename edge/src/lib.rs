@@ -72,7 +72,7 @@ pub async fn serve_on(
         pending: deliveries::Pending::default(),
         admission: admission::Admission::new(&config),
         origins: admission::OriginPolicy::new(&config),
-        sessions: wire::Sessions::default(),
+        sessions: Arc::new(wire::Sessions::default()),
         delivery_partition: partition,
         delivery_position: AtomicI64::new(start),
         config,

@@ -71,7 +71,7 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::warn!(error = %e, "cannot set TCP_NODELAY");
         }
-        let wire = Wire::new(slot);
+        let wire = Wire::new(slot, shared.sessions.clone());
         let io = Counted::new(tcp, wire.clone(), shared.config.auth_timeout);
         let app = app.clone();
         let shared_for_requests = shared.clone();

@@ -22,7 +22,7 @@ pub struct Shared {
     pub pending: Pending,
     pub admission: Arc<Admission>,
     pub origins: OriginPolicy,
-    pub sessions: Sessions,
+    pub sessions: Arc<Sessions>,
     /// This edge's partition of the deliveries topic, and the next offset to read there.
     pub delivery_partition: u32,
     pub delivery_position: AtomicI64,

@@ -66,21 +66,28 @@ impl OutQueue {
 pub struct Wire {
     /// This connection's place in its address's connection cap, given back when it closes.
     _slot: Option<IpSlot>,
+    sessions: Arc<Sessions>,
     /// Whose output this connection carries, once a session is known.
     target: Mutex<Option<Arc<OutQueue>>>,
+    /// A session a request on this connection named before that session's client had
+    /// authenticated (a WebSocket upgrade racing the CONNECT sent by polling): looked up
+    /// again on the next write or read.
+    wanted: Mutex<Option<Box<str>>>,
     /// Set once a client on this connection has authenticated; lifts the deadline.
     authenticated: AtomicBool,
 }
 
 impl Wire {
-    pub fn new(slot: IpSlot) -> Arc<Self> {
-        Self::build(Some(slot))
+    pub fn new(slot: IpSlot, sessions: Arc<Sessions>) -> Arc<Self> {
+        Self::build(Some(slot), sessions)
     }
 
-    fn build(slot: Option<IpSlot>) -> Arc<Self> {
+    fn build(slot: Option<IpSlot>, sessions: Arc<Sessions>) -> Arc<Self> {
         Arc::new(Self {
             _slot: slot,
+            sessions,
             target: Mutex::new(None),
+            wanted: Mutex::new(None),
             authenticated: AtomicBool::new(false),
         })
     }
@@ -99,9 +106,35 @@ impl Wire {
     }
 
     fn wrote(&self, bytes: usize) {
-        if let Some(queue) = lock(&self.target).as_ref() {
+        let mut target = lock(&self.target);
+        if target.is_none() {
+            *target = self.resolve();
+        }
+        if let Some(queue) = target.as_ref() {
             queue.wrote(bytes);
         }
+    }
+
+    /// The queue of the session this connection asked for, if it is known by now (then the
+    /// connection counts as authenticated).
+    fn resolve(&self) -> Option<Arc<OutQueue>> {
+        let mut wanted = lock(&self.wanted);
+        let queue = self.sessions.get(wanted.as_deref()?)?;
+        *wanted = None;
+        self.set_authenticated();
+        Some(queue)
+    }
+
+    /// Whether a client on this connection has authenticated, looking the wanted session up
+    /// again if there is one.
+    fn check_authenticated(&self) -> bool {
+        if self.is_authenticated() {
+            return true;
+        }
+        if let Some(queue) = self.resolve() {
+            lock(&self.target).get_or_insert(queue);
+        }
+        self.is_authenticated()
     }
 }
 
@@ -121,16 +154,22 @@ impl Sessions {
         lock(&self.map).remove(sid);
     }
 
+    fn get(&self, sid: &str) -> Option<Arc<OutQueue>> {
+        lock(&self.map).get(sid).cloned()
+    }
+
     /// If `query` names a known session, lets `wire` carry its output and marks it
     /// authenticated (sessions are only registered once their client has).
     pub fn attach(&self, query: Option<&str>, wire: &Wire) {
         let Some(sid) = query.and_then(session_id) else {
             return;
         };
-        let queue = lock(&self.map).get(sid).cloned();
-        if let Some(queue) = queue {
-            wire.carry(queue);
-            wire.set_authenticated();
+        match self.get(sid) {
+            Some(queue) => {
+                wire.carry(queue);
+                wire.set_authenticated();
+            }
+            None => *lock(&wire.wanted) = Some(sid.into()),
         }
     }
 }
@@ -170,7 +209,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if let Some(deadline) = this.deadline.as_mut() {
-            if this.wire.is_authenticated() {
+            if this.wire.check_authenticated() {
                 // Freed: most connections are idle and authenticated for hours.
                 this.deadline = None;
             } else if deadline.as_mut().poll(cx).is_ready() {
@@ -231,7 +270,7 @@ mod tests {
         let q = Arc::new(OutQueue::default());
         assert!(q.admit(600, 1000));
         assert!(!q.admit(500, 1000), "600 + 500 is over the bound");
-        let wire = Wire::build(None);
+        let wire = Wire::build(None, Arc::new(Sessions::default()));
         wire.carry(q.clone());
         wire.wrote(400);
         assert_eq!(q.queued(), 200);
@@ -245,16 +284,30 @@ mod tests {
 
     #[test]
     fn requests_naming_a_session_carry_its_output() {
-        let sessions = Sessions::default();
+        let sessions = Arc::new(Sessions::default());
         let q = Arc::new(OutQueue::default());
         sessions.insert("abc", q.clone());
-        let wire = Wire::build(None);
+        let wire = Wire::build(None, sessions.clone());
         sessions.attach(Some("EIO=4&transport=polling&sid=zzz"), &wire);
-        assert!(!wire.is_authenticated(), "unknown session");
+        assert!(!wire.check_authenticated(), "unknown session");
         sessions.attach(Some("EIO=4&transport=websocket&sid=abc"), &wire);
         assert!(wire.is_authenticated());
         assert!(q.admit(10, 100));
         wire.wrote(10);
         assert_eq!(q.queued(), 0);
+    }
+
+    #[test]
+    fn an_upgrade_before_the_connect_is_resolved_once_the_session_exists() {
+        let sessions = Arc::new(Sessions::default());
+        let wire = Wire::build(None, sessions.clone());
+        sessions.attach(Some("EIO=4&transport=websocket&sid=late"), &wire);
+        assert!(!wire.check_authenticated());
+        let q = Arc::new(OutQueue::default());
+        sessions.insert("late", q.clone());
+        assert!(q.admit(100, 1000));
+        wire.wrote(60);
+        assert!(wire.is_authenticated());
+        assert_eq!(q.queued(), 40);
     }
 }

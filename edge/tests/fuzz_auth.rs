@@ -11,6 +11,7 @@ use jsonwebtoken::{crypto, encode, Algorithm, EncodingKey, Header};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use tidings_edge::auth::{now_secs, Verifier};
+use tidings_schemas::text::check_identity;
 
 const SECRET: &str = "fuzz-secret";
 
@@ -102,6 +103,11 @@ fn check(verifier: &Verifier, token: &str) -> Result<bool, TestCaseError> {
 
 fn chars(range: std::ops::Range<usize>) -> impl Strategy<Value = String> {
     prop::collection::vec(any::<char>(), range).prop_map(|c| c.into_iter().collect())
+}
+
+/// A `sub` or `name` the contract accepts: short and visible (most arbitrary strings are).
+fn identity() -> impl Strategy<Value = String> {
+    chars(1..40).prop_filter("a visible identity", |s| check_identity(s).is_ok())
 }
 
 /// Headers an attacker might try instead of HS256.
@@ -230,7 +236,7 @@ proptest! {
     /// Baseline: tokens within the contract pass (so the mutations start from accepted ones).
     #[test]
     fn valid_tokens_are_accepted(
-        sub in chars(1..257), name in prop::option::of(chars(0..257)), exp_in in 60u64..1_000_000_000
+        sub in identity(), name in prop::option::of(identity()), exp_in in 60u64..1_000_000_000
     ) {
         let verifier = Verifier::new(SECRET);
         let t = token(&claims(&sub, name.as_deref(), exp_in));
@@ -239,9 +245,18 @@ proptest! {
         prop_assert_eq!(got.unwrap().sub, sub);
     }
 
+    /// Signed, but with an identity that would show other users something hidden or huge.
+    #[test]
+    fn hidden_or_huge_identities_are_refused(sub in chars(1..300), name in chars(1..300)) {
+        let verifier = Verifier::new(SECRET);
+        let got = verifier.verify(&token(&claims(&sub, Some(&name), 3600)));
+        let acceptable = check_identity(&sub).is_ok() && check_identity(&name).is_ok();
+        prop_assert_eq!(got.is_ok(), acceptable, "sub {:?} name {:?}: {:?}", sub, name, got);
+    }
+
     #[test]
     fn damaged_and_forged_tokens_are_refused(
-        sub in chars(1..40),
+        sub in identity(),
         mutations in prop::collection::vec(mutation(), 1..4),
     ) {
         let verifier = Verifier::new(SECRET);
@@ -254,7 +269,7 @@ proptest! {
     }
 
     #[test]
-    fn tokens_signed_with_another_key_are_refused(other in "[ -~]{0,40}", sub in chars(1..40)) {
+    fn tokens_signed_with_another_key_are_refused(other in "[ -~]{0,40}", sub in identity()) {
         prop_assume!(other != SECRET);
         let verifier = Verifier::new(SECRET);
         let forged = encode(

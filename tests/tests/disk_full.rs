@@ -60,6 +60,8 @@ impl Standalone {
             // The fill loop sends as fast as acks come back.
             .env("TIDINGS_RATE_PER_SEC", "1000")
             .env("TIDINGS_RATE_BURST", "1000")
+            .env("TIDINGS_USER_RATE_PER_SEC", "1000")
+            .env("TIDINGS_USER_RATE_BURST", "1000")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(output)

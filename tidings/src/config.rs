@@ -51,6 +51,8 @@ pub struct LimitsSection {
     pub max_frame_bytes: u64,
     /// How long a connection may stay without an authenticated client.
     pub auth_timeout_ms: u64,
+    /// How long a client may take to send an HTTP request head (slowloris).
+    pub request_head_timeout_ms: u64,
     /// TCP connections per IP address per edge (0: no cap).
     pub max_conns_per_ip: usize,
     /// New TCP connections per second per IP address, and the burst above that.
@@ -71,6 +73,7 @@ impl Default for LimitsSection {
             max_reply_bytes: edge.max_reply_bytes,
             max_frame_bytes: edge.max_payload_bytes,
             auth_timeout_ms: edge.auth_timeout.as_millis() as u64,
+            request_head_timeout_ms: edge.request_head_timeout.as_millis() as u64,
             max_conns_per_ip: edge.max_conns_per_ip,
             connect_rate_per_ip: edge.connects_per_sec_per_ip,
             connect_burst_per_ip: edge.connects_burst_per_ip,
@@ -220,6 +223,9 @@ impl Config {
         if let Some(v) = env("TIDINGS_AUTH_TIMEOUT_MS") {
             limits.auth_timeout_ms = parse("TIDINGS_AUTH_TIMEOUT_MS", v)? as u64;
         }
+        if let Some(v) = env("TIDINGS_REQUEST_HEAD_TIMEOUT_MS") {
+            limits.request_head_timeout_ms = parse("TIDINGS_REQUEST_HEAD_TIMEOUT_MS", v)? as u64;
+        }
         if let Some(v) = env("TIDINGS_MAX_CONNS_PER_IP") {
             limits.max_conns_per_ip = parse("TIDINGS_MAX_CONNS_PER_IP", v)?;
         }
@@ -283,8 +289,8 @@ impl Config {
         if l.max_frame_bytes < 1024 {
             bail!("max_frame_bytes must be at least 1 KiB");
         }
-        if l.auth_timeout_ms < 100 {
-            bail!("auth_timeout_ms must be at least 100");
+        if l.auth_timeout_ms < 100 || l.request_head_timeout_ms < 100 {
+            bail!("auth_timeout_ms and request_head_timeout_ms must be at least 100");
         }
         if !(l.connect_rate_per_ip > 0.0 && l.connect_burst_per_ip >= 1.0) {
             bail!("connect_rate_per_ip must be above 0 and connect_burst_per_ip at least 1");

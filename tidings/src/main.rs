@@ -124,6 +124,7 @@ fn edge_config(config: &Config, node: String) -> Result<EdgeConfig> {
     edge.max_reply_bytes = l.max_reply_bytes;
     edge.max_payload_bytes = l.max_frame_bytes;
     edge.auth_timeout = std::time::Duration::from_millis(l.auth_timeout_ms);
+    edge.request_head_timeout = std::time::Duration::from_millis(l.request_head_timeout_ms);
     edge.max_conns_per_ip = l.max_conns_per_ip;
     edge.connects_per_sec_per_ip = l.connect_rate_per_ip;
     edge.connects_burst_per_ip = l.connect_burst_per_ip;

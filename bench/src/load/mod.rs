@@ -24,7 +24,10 @@ use tokio::task::JoinHandle;
 const SERVER_HELP: &str = "\
 Targets: `--target tidings` is `tidings standalone` (or edges) started by the caller with
   TIDINGS_JWT_SECRET=<--secret> TIDINGS_RATE_PER_SEC=100000 TIDINGS_RATE_BURST=100000
-(the default 20 events/s per connection would reject the load as rate_limited);
+  TIDINGS_USER_RATE_PER_SEC=100000 TIDINGS_USER_RATE_BURST=100000 TIDINGS_MAX_CONNS_PER_IP=0
+  TIDINGS_CONNECT_RATE_PER_IP=100000 TIDINGS_CONNECT_BURST_PER_IP=100000
+(the default 20 events/s per connection would reject the load as rate_limited, and the
+per-address caps would refuse most of its connections);
 `--target node` is bench/baseline/server.mjs (PORT=.. JWT_SECRET=<--secret> node server.mjs).
 Only loopback URLs (127.0.0.0/8) are accepted; connections come from 127.0.0.2.. (--source-ips).
 
