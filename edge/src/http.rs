@@ -96,11 +96,7 @@ async fn index() -> Html<&'static str> {
 }
 
 async fn app_js() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/javascript")],
-        APP_JS,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/javascript")], APP_JS).into_response()
 }
 
 async fn app_css() -> Response {
