@@ -71,6 +71,7 @@ impl Verifier {
 
     /// Verifies a token.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        refuse_critical_extensions(token)?;
         let data = decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| AuthError::Bad(e.to_string()))?;
         let claims = data.claims;
@@ -96,6 +97,25 @@ impl Verifier {
             .ok_or(AuthError::Missing)?;
         self.verify(token)
     }
+}
+
+/// A JWS header's `crit` names extensions a verifier must understand or refuse the token
+/// (RFC 7515, 4.1.11); we understand none, and jsonwebtoken ignores the field.
+fn refuse_critical_extensions(token: &str) -> Result<(), AuthError> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let header = token.split('.').next().unwrap_or_default();
+    let bytes = URL_SAFE_NO_PAD
+        .decode(header)
+        .map_err(|_| AuthError::Bad("header is not base64url".into()))?;
+    let value: Value =
+        serde_json::from_slice(&bytes).map_err(|_| AuthError::Bad("header is not JSON".into()))?;
+    if value.get("crit").is_some() {
+        return Err(AuthError::Bad(
+            "critical header extensions are not supported".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Mints an HS256 token (dev tokens, tests).

@@ -173,6 +173,20 @@ describe('attacks on memory (G7)', () => {
     assert.ok(growth <= Math.max(honest, 0) + OUT_BOUND + MARGIN, `RSS grew ${(growth / MiB).toFixed(1)} MiB`);
   });
 
+  test('a polling body over 64 KiB is refused', async () => {
+    const open = await (await fetch(`${proc.url}/socket.io/?EIO=4&transport=polling`)).text();
+    const sid = JSON.parse(open.slice(1)).sid;
+    const base = rssBytes(proc.child.pid);
+    const res = await fetch(`${proc.url}/socket.io/?EIO=4&transport=polling&sid=${sid}`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain;charset=UTF-8' },
+      body: `42["send",{"text":"${'a'.repeat(8 * MiB)}"}]`,
+    });
+    assert.ok(res.status >= 400, `status ${res.status}`);
+    assert.ok(rssBytes(proc.child.pid) - base <= MARGIN);
+    await stillServes(proc.url);
+  });
+
   test('never-authenticated connections sending partial binary packets hold nothing', async () => {
     const base = rssBytes(proc.child.pid);
     const conns = await Promise.all(Array.from({ length: 10 }, () => RawWs.open(port)));
