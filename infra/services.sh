@@ -402,9 +402,15 @@ cassandra_fresh() {
 }
 
 cassandra_launch() {
-    local jamm
-    jamm=$(tr ':' '\n' <<<"$CASSANDRA_CP" | grep -m1 '/jamm-[^/]*\.jar$') ||
-        die "cassandra: jamm jar not found on the classpath"
+    # No `tr | grep -m1` here: under pipefail, grep exiting early can SIGPIPE tr and
+    # fail the lookup at random (it failed a CI run).
+    local jamm="" jar
+    local -a jars
+    IFS=: read -r -a jars <<<"$CASSANDRA_CP"
+    for jar in "${jars[@]}"; do
+        [[ $jar == */jamm-*.jar ]] && { jamm=$jar; break; }
+    done
+    [[ -n $jamm ]] || die "cassandra: jamm jar not found on the classpath"
     local -a jvm=(
         -Xms1g -Xmx1g -Xss256k
         # conf/jvm-server.options

@@ -1,10 +1,10 @@
 //! Who may connect, and how much: TCP connections and connect rate per IP address, Socket.IO
 //! connections and event rate per user, and the Origin allow-list of browser pages. Each cap
 //! is per edge; its action is explicit (a refused TCP connection gets `429` and is closed, a
-//! refused Socket.IO connection gets the connect error `rate_limited`).
+//! refused Socket.IO connection gets the connect error `rate_limited`, an event over the
+//! user's rate gets `rate_limited`).
 
 use crate::config::EdgeConfig;
-use crate::errors::ClientError;
 use crate::limits::TokenBucket;
 use crate::state::lock;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -91,13 +91,12 @@ impl Admission {
         })
     }
 
-    /// A new Socket.IO connection of `user`, or `rate_limited`.
-    pub fn join_user(self: &Arc<Self>, user: &str) -> Result<UserSlot, ClientError> {
+    /// A new Socket.IO connection of `user`, or none if the user is at the cap (or the
+    /// table of users is full).
+    pub fn join_user(self: &Arc<Self>, user: &str) -> Option<UserSlot> {
         let mut users = lock(&self.users);
         if users.len() >= MAX_TRACKED && !users.contains_key(user) {
-            return Err(ClientError::RateLimited {
-                retry_after_ms: 1000,
-            });
+            return None;
         }
         let state = users.entry(user.to_string()).or_insert_with(|| UserState {
             conns: 0,
@@ -107,12 +106,10 @@ impl Admission {
             ))),
         });
         if self.max_conns_per_user > 0 && state.conns >= self.max_conns_per_user {
-            return Err(ClientError::RateLimited {
-                retry_after_ms: 1000,
-            });
+            return None;
         }
         state.conns += 1;
-        Ok(UserSlot {
+        Some(UserSlot {
             admission: self.clone(),
             user: user.to_string(),
             events: state.events.clone(),
@@ -253,17 +250,14 @@ mod tests {
     #[test]
     fn connections_per_user_are_capped() {
         let a = Admission::new(&config());
-        let slot = a.join_user("ada").unwrap();
-        assert_eq!(
-            a.join_user("ada")
-                .err()
-                .map(|e| e.code().to_string())
-                .as_deref(),
-            Some("rate_limited")
+        let slot = a.join_user("ada").expect("first connection");
+        assert!(
+            a.join_user("ada").is_none(),
+            "second one, over the cap of 1"
         );
-        assert!(a.join_user("bob").is_ok());
+        assert!(a.join_user("bob").is_some());
         drop(slot);
-        assert!(a.join_user("ada").is_ok());
+        assert!(a.join_user("ada").is_some());
     }
 
     fn headers(origin: Option<&str>, host: &str) -> HeaderMap {

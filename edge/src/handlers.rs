@@ -52,20 +52,13 @@ pub fn register(io: &SocketIo, shared: Arc<Shared>) {
                     return Err(Refused("unauthorized"));
                 }
             };
-            let user_slot = match shared.admission.join_user(&claims.sub) {
-                Ok(slot) => slot,
-                Err(e) => {
-                    shared
-                        .metrics
-                        .refused
-                        .with_label_values(&["user_connections"])
-                        .inc();
-                    return Err(Refused(if e.code() == "rate_limited" {
-                        "rate_limited"
-                    } else {
-                        "unavailable"
-                    }));
-                }
+            let Some(user_slot) = shared.admission.join_user(&claims.sub) else {
+                shared
+                    .metrics
+                    .refused
+                    .with_label_values(&["user_connections"])
+                    .inc();
+                return Err(Refused("rate_limited"));
             };
             // Handlers are registered here, before the client is told it is connected:
             // socketioxide sends CONNECT and only then spawns the connect handler, so an
