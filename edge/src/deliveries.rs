@@ -35,6 +35,8 @@ pub struct Pending {
     next_id: AtomicU64,
     sends: Waiters<SendKey, SendOutcome>,
     joins: Waiters<JoinKey, i64>,
+    /// History's read-your-writes barrier: (conn, room, nonce) → the room's head.
+    heads: Waiters<SendKey, i64>,
 }
 
 /// Removes its waiter when dropped (answered, timed out or abandoned).
@@ -95,6 +97,16 @@ impl Pending {
             id,
             (conn.into(), room.into(), client_id.into()),
         )
+    }
+
+    pub fn wait_head(
+        &self,
+        conn: &str,
+        room: &str,
+        nonce: &str,
+    ) -> (Waiting<'_, SendKey, i64>, oneshot::Receiver<i64>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        wait(&self.heads, id, (conn.into(), room.into(), nonce.into()))
     }
 
     pub fn wait_join(
@@ -205,6 +217,16 @@ pub fn dispatch(shared: &Arc<Shared>, d: Delivery) {
                 return;
             };
             answer(&shared.pending.joins, &(conn, room), d.seq.unwrap_or(0));
+        }
+        "head" => {
+            let (Some(conn), Some(room), Some(nonce)) = (d.conn, d.room, d.client_id) else {
+                return;
+            };
+            answer(
+                &shared.pending.heads,
+                &(conn, room, nonce),
+                d.seq.unwrap_or(0),
+            );
         }
         "message" => {
             let (Some(room), Some(seq)) = (d.room, d.seq) else {

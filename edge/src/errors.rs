@@ -22,6 +22,8 @@ pub enum ClientError {
     #[error("join the room first")]
     NotJoined,
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     Unavailable(String),
 }
 
@@ -43,6 +45,7 @@ impl ClientError {
             ClientError::RateLimited { .. } | ClientError::TooManyPending => "rate_limited",
             ClientError::Rejected { code, .. } => code,
             ClientError::NotJoined => "not_joined",
+            ClientError::Forbidden(_) => "forbidden",
             ClientError::Unavailable(_) => "unavailable",
         }
     }

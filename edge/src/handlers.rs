@@ -8,6 +8,7 @@ use crate::conn::{Conn, Identity, Limits};
 use crate::deliveries::{fill, SendOutcome};
 use crate::errors::{ok_ack, ClientError};
 use crate::limits::{check_event_size, check_rooms, check_text, TokenBucket};
+use crate::order::Turn;
 use crate::protocol::{self, approx_json_size};
 use crate::rooms::Member;
 use crate::state::{now_ms, Shared};
@@ -138,7 +139,7 @@ fn on<F, Fut>(
     bounded: Bounded,
     f: F,
 ) where
-    F: Fn(Arc<Shared>, Arc<Conn>, Value) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Arc<Shared>, Arc<Conn>, Value, Option<Turn>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Reply, ClientError>> + Send + 'static,
 {
     let (shared, conn) = (shared.clone(), conn.clone());
@@ -146,6 +147,17 @@ fn on<F, Fut>(
         event,
         move |TryData(data): TryData<Value>, ack: AckSender| {
             let (shared, conn, f) = (shared.clone(), conn.clone(), f.clone());
+            // Here, before the handler's task is spawned, events are still in the order
+            // the client emitted them: a send takes its place in its room's queue now.
+            let turn = match bounded {
+                Bounded::PendingSends => data
+                    .as_ref()
+                    .ok()
+                    .and_then(|d| d.get("room"))
+                    .and_then(Value::as_str)
+                    .and_then(|room| conn.rooms().get(room).map(|m| m.sends.ticket())),
+                Bounded::InFlight => None,
+            };
             async move {
                 shared.metrics.event_in(event);
                 let in_flight = conn.requests_in_flight.fetch_add(1, Ordering::AcqRel);
@@ -165,7 +177,7 @@ fn on<F, Fut>(
                             shared.config.max_event_bytes,
                         ) {
                             Err(e) => Err(e),
-                            Ok(()) => f(shared.clone(), conn.clone(), data).await,
+                            Ok(()) => f(shared.clone(), conn.clone(), data, turn).await,
                         }
                     }
                 };
@@ -235,8 +247,25 @@ async fn produce(shared: &Shared, topic: &str, ev: &ClientEvent) -> Result<(), C
     Ok(())
 }
 
-async fn join(shared: Arc<Shared>, conn: Arc<Conn>, data: Value) -> Result<Reply, ClientError> {
+/// `forbidden` unless the connection's user may use `room` (direct-message rooms).
+fn check_access(conn: &Conn, room: &str) -> Result<(), ClientError> {
+    if tidings_schemas::rooms::may_access(room, &conn.user) {
+        Ok(())
+    } else {
+        Err(ClientError::Forbidden(format!(
+            "{room} is a direct-message room of two other users"
+        )))
+    }
+}
+
+async fn join(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    data: Value,
+    _: Option<Turn>,
+) -> Result<Reply, ClientError> {
     let req = protocol::parse_join(&data)?;
+    check_access(&conn, &req.room)?;
     let room = req.room;
     let member = Member::joining(conn.clone(), room.clone());
     {
@@ -296,7 +325,12 @@ async fn join(shared: Arc<Shared>, conn: Arc<Conn>, data: Value) -> Result<Reply
     }
 }
 
-async fn leave(shared: Arc<Shared>, conn: Arc<Conn>, data: Value) -> Result<Reply, ClientError> {
+async fn leave(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    data: Value,
+    _: Option<Turn>,
+) -> Result<Reply, ClientError> {
     let req = protocol::parse_leave(&data)?;
     let member = conn.rooms().get(&req.room).cloned();
     if let Some(member) = member {
@@ -318,6 +352,14 @@ async fn remove_membership(shared: &Arc<Shared>, conn: &Arc<Conn>, member: &Arc<
         }
     }
     shared.rooms.remove(member);
+    if member.typing.swap(false, Ordering::AcqRel) {
+        // The others would otherwise see this user typing for good.
+        let mut ev = event(shared, conn, "typing", &member.room);
+        ev.on = Some(false);
+        if let Err(e) = produce(shared, topics::TYPING, &ev).await {
+            tracing::warn!(room = %member.room, "typing off: {e}");
+        }
+    }
     let Some(entry) = shared.rooms.get(&member.room) else {
         return;
     };
@@ -333,9 +375,15 @@ async fn remove_membership(shared: &Arc<Shared>, conn: &Arc<Conn>, member: &Arc<
     shared.rooms.remove_if_empty(&member.room, &entry);
 }
 
-async fn send(shared: Arc<Shared>, conn: Arc<Conn>, data: Value) -> Result<Reply, ClientError> {
+async fn send(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    data: Value,
+    turn: Option<Turn>,
+) -> Result<Reply, ClientError> {
     let started = Instant::now();
     let req = protocol::parse_send(&data)?;
+    check_access(&conn, &req.room)?;
     if !conn.rooms().contains_key(&req.room) {
         return Err(ClientError::NotJoined);
     }
@@ -351,7 +399,13 @@ async fn send(shared: Arc<Shared>, conn: Arc<Conn>, data: Value) -> Result<Reply
     let mut ev = event(&shared, &conn, "send", &req.room);
     ev.client_id = Some(req.id);
     ev.text = Some(text);
-    produce(&shared, topics::CLIENT_EVENTS, &ev).await?;
+    if let Some(turn) = &turn {
+        turn.wait().await;
+    }
+    let produced = produce(&shared, topics::CLIENT_EVENTS, &ev).await;
+    // In the log now (or never): the next send of this membership may go.
+    drop(turn);
+    produced?;
     let outcome = tokio::time::timeout(shared.config.reply_timeout, answer).await;
     drop(waiting);
     match outcome {
@@ -380,8 +434,15 @@ impl Drop for InFlight<'_> {
 /// messages stops at its byte budget without having read all of them.
 const HISTORY_STEP: usize = 25;
 
-async fn history(shared: Arc<Shared>, _conn: Arc<Conn>, data: Value) -> Result<Reply, ClientError> {
+async fn history(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    data: Value,
+    _: Option<Turn>,
+) -> Result<Reply, ClientError> {
     let req = protocol::parse_history(&data)?;
+    check_access(&conn, &req.room)?;
+    read_your_writes(&shared, &conn, &req.room).await?;
     let mut cursor = req.before.unwrap_or(i64::MAX);
     // Newest first, until the page is full, the room's start is reached, or the next
     // message would break the reply's byte budget (then `has_more`).
@@ -415,11 +476,48 @@ async fn history(shared: Arc<Shared>, _conn: Arc<Conn>, data: Value) -> Result<R
     Ok(ok_ack(json!({ "messages": messages, "has_more": has_more })).into())
 }
 
-async fn typing(shared: Arc<Shared>, conn: Arc<Conn>, data: Value) -> Result<Reply, ClientError> {
-    let req = protocol::parse_typing(&data)?;
-    if !conn.rooms().contains_key(&req.room) {
-        return Err(ClientError::NotJoined);
+/// Waits until the store holds every message of `room` acked before now, on any edge: asks
+/// the sequencer for the room's head through the log (behind every send it has acked), then
+/// waits, bounded, for persistence to store up to it.
+async fn read_your_writes(shared: &Shared, conn: &Conn, room: &str) -> Result<(), ClientError> {
+    let nonce = uuid::Uuid::new_v4().to_string();
+    let (waiting, answer) = shared.pending.wait_head(&conn.id, room, &nonce);
+    let mut ev = event(shared, conn, "head", room);
+    ev.client_id = Some(nonce);
+    produce(shared, topics::CLIENT_EVENTS, &ev).await?;
+    let head = match tokio::time::timeout(shared.config.reply_timeout, answer).await {
+        Ok(Ok(head)) => head,
+        _ => {
+            return Err(ClientError::unavailable(
+                "no answer from the sequencer in time",
+            ))
+        }
+    };
+    drop(waiting);
+    let deadline = Instant::now() + shared.config.catchup_timeout;
+    while shared.store.head(room).await? < head {
+        if Instant::now() >= deadline {
+            return Err(ClientError::unavailable(format!(
+                "the store has not reached seq {head} of {room} yet"
+            )));
+        }
+        tokio::time::sleep(catchup::POLL).await;
     }
+    Ok(())
+}
+
+async fn typing(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    data: Value,
+    _: Option<Turn>,
+) -> Result<Reply, ClientError> {
+    let req = protocol::parse_typing(&data)?;
+    let member = conn.rooms().get(&req.room).cloned();
+    let Some(member) = member else {
+        return Err(ClientError::NotJoined);
+    };
+    member.typing.store(req.on, Ordering::Release);
     let mut ev = event(&shared, &conn, "typing", &req.room);
     ev.on = Some(req.on);
     produce(&shared, topics::TYPING, &ev).await?;

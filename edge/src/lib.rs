@@ -18,6 +18,7 @@ mod http;
 pub mod limits;
 mod listener;
 pub mod metrics;
+mod order;
 pub mod protocol;
 mod rooms;
 mod state;

@@ -3,6 +3,7 @@
 //! where ordering and duplicate dropping happen.
 
 use crate::conn::{Conn, EmitError};
+use crate::order::Turnstile;
 use crate::protocol::{EncodedMessage, PacketSize};
 use crate::state::lock;
 use std::collections::{HashMap, VecDeque};
@@ -64,6 +65,10 @@ pub struct Member {
     pub room: String,
     state: Mutex<State>,
     gone: AtomicBool,
+    /// Orders this membership's pipelined sends (`crate::order`).
+    pub sends: Arc<Turnstile>,
+    /// Whether its last typing notice was `on`: a leave or disconnect then sends `off`.
+    pub typing: AtomicBool,
 }
 
 impl Member {
@@ -74,6 +79,8 @@ impl Member {
             room,
             state: Mutex::new(State::default()),
             gone: AtomicBool::new(false),
+            sends: Arc::default(),
+            typing: AtomicBool::new(false),
         })
     }
 

@@ -6,6 +6,7 @@
 
 pub mod records;
 pub mod registry;
+pub mod rooms;
 pub mod text;
 pub mod wire;
 

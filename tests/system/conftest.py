@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+import uuid
 
 import pytest
 
@@ -32,16 +33,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server():
-    port = free_port()
-    data = tempfile.mkdtemp(prefix="tidings-py-")
-    env = dict(os.environ, TIDINGS_LISTEN=f"127.0.0.1:{port}", TIDINGS_DATA_DIR=data,
-               TIDINGS_JWT_SECRET=SECRET, RUST_LOG="warn")
-    proc = subprocess.Popen([BIN, "standalone"], env=env)
-    url = f"http://127.0.0.1:{port}"
+def start(args, env, url=None):
+    """Starts `tidings args...`; with `url`, waits until its /readyz answers 200."""
+    # Rates high enough for a test that pipelines sends; the limits have tests of their own.
+    rates = {f"TIDINGS_{k}": "5000" for k in ("RATE_PER_SEC", "RATE_BURST", "USER_RATE_PER_SEC", "USER_RATE_BURST")}
+    proc = subprocess.Popen([BIN, *args], env=dict(os.environ, RUST_LOG="warn", **rates, **env))
     deadline = time.time() + 60
-    while True:
+    while url:
         try:
             if urllib.request.urlopen(f"{url}/readyz", timeout=1).status == 200:
                 break
@@ -50,6 +48,45 @@ def server():
         assert proc.poll() is None, "tidings exited"
         assert time.time() < deadline, "tidings did not become ready"
         time.sleep(0.1)
+    return proc
+
+
+def stop(procs):
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start(["standalone"], {"TIDINGS_LISTEN": f"127.0.0.1:{port}",
+                                  "TIDINGS_DATA_DIR": tempfile.mkdtemp(prefix="tidings-py-"),
+                                  "TIDINGS_JWT_SECRET": SECRET}, url)
     yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    stop([proc])
+
+
+@pytest.fixture(scope="module", params=["standalone", "kafka-cassandra"])
+def backend(request):
+    """A Tidings URL on each backend: standalone, or an edge with processors apart on the
+    Kafka and Cassandra that infra/services.sh started."""
+    if request.param == "standalone":
+        yield request.getfixturevalue("server")
+        return
+    env = {"TIDINGS_JWT_SECRET": SECRET,
+           "TIDINGS_KAFKA_BROKERS": os.environ.get("TIDINGS_KAFKA_BROKERS", "127.0.0.1:9092"),
+           "TIDINGS_CASSANDRA": os.environ.get("TIDINGS_CASSANDRA", "127.0.0.1:9042"),
+           "TIDINGS_CASSANDRA_KEYSPACE": "tidings_python"}
+    subprocess.run([BIN, "migrate"], env=dict(os.environ, **env), check=True, timeout=120)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    suffix = uuid.uuid4().hex[:8]
+    processors = start(["processor", "all"], {**env, "TIDINGS_NODE_ID": f"py-processors-{suffix}",
+                                             "TIDINGS_LISTEN": f"127.0.0.1:{free_port()}"})
+    edge = start(["edge"], {**env, "TIDINGS_NODE_ID": f"py-edge-{suffix}",
+                            "TIDINGS_LISTEN": f"127.0.0.1:{port}"}, url)
+    yield url
+    stop([edge, processors])

@@ -1,7 +1,9 @@
 import { contractSuite } from './contract.mjs';
+import { contractV2Suite } from './contract_v2.mjs';
 import { Proc, distributedEnv, freePort, migrate, unique } from './harness.mjs';
 
-contractSuite('Kafka and Cassandra (two edges, processors apart)', async () => {
+/** Two edges and `processor all` on Kafka and Cassandra. */
+async function twoEdges() {
   const env = distributedEnv();
   migrate(env);
   const processors = await new Proc(['processor', 'all'], { ...env, TIDINGS_NODE_ID: unique('processors') }).start();
@@ -15,4 +17,7 @@ contractSuite('Kafka and Cassandra (two edges, processors apart)', async () => {
       for (const p of [...edges, processors]) await p.kill('SIGTERM');
     },
   };
-});
+}
+
+contractSuite('Kafka and Cassandra (two edges, processors apart)', twoEdges);
+contractV2Suite('Kafka and Cassandra (two edges, processors apart)', twoEdges);

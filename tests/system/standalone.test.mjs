@@ -1,7 +1,13 @@
 import { contractSuite } from './contract.mjs';
+import { contractV2Suite } from './contract_v2.mjs';
 import { standalone, tempDir } from './harness.mjs';
 
 contractSuite('standalone (embedded log and store)', async () => {
+  const proc = await standalone(tempDir());
+  return { urls: [proc.url, proc.url], stop: () => proc.kill('SIGTERM') };
+});
+
+contractV2Suite('standalone (embedded log and store)', async () => {
   const proc = await standalone(tempDir());
   return { urls: [proc.url, proc.url], stop: () => proc.kill('SIGTERM') };
 });

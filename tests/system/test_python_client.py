@@ -77,3 +77,21 @@ def test_bad_input_gets_codes_and_the_connection_serves_on(server):
     assert client.call("join", {"room": room}, timeout=15)["ok"] is True
     assert client.call("send", {"room": room, "id": "ok", "text": "fine"}, timeout=15)["seq"] == 1
     client.disconnect()
+
+
+def test_pipelined_sends_take_seqs_in_emit_order(backend):
+    """30 sends emitted back to back, no ack awaited in between, three times over: each
+    round's seqs must follow the order they were emitted in (G2)."""
+    room = f"py-order-{uuid.uuid4().hex[:8]}"
+    ada = connect(backend, "ada")
+    assert ada.call("join", {"room": room}, timeout=30)["ok"] is True
+    for round_ in range(3):
+        acks = {}
+        for i in range(30):
+            ada.emit("send", {"room": room, "id": f"r{round_}-{i}", "text": f"line {i}"},
+                     callback=lambda ack, i=i: acks.__setitem__(i, ack))
+        wait_for(lambda: len(acks) == 30, timeout=60)
+        assert all(a["ok"] for a in acks.values()), acks
+        seqs = [acks[i]["seq"] for i in range(30)]
+        assert seqs == list(range(seqs[0], seqs[0] + 30)), f"seqs in emit order: {seqs}"
+    ada.disconnect()

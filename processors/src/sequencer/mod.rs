@@ -9,6 +9,7 @@
 //! - `join`: a `host` marker carrying the head `H`, a `host` subscription and a `joined`
 //!   delivery with `H`, in one transaction (see ARCHITECTURE.md, gapless resume).
 //! - `unhost`: an `unhost` marker and an `unhost` subscription.
+//! - `head`: a `head` delivery with the room's head, for `history` to read its writes.
 //!
 //! Recovery: the room log is the truth. After (re)start or reassignment all memory is
 //! dropped; a room's head and client ids come from the store, which is complete up to
@@ -371,6 +372,19 @@ impl Sequencer {
                     };
                     out.push(OutRecord::new(DELIVERIES, &event.node, joined.encode()?));
                 }
+                state.heads.touch(&room.to_string());
+            }
+            "head" => {
+                // History's read-your-writes barrier: behind every send acked before it.
+                let answer = tidings_schemas::Delivery {
+                    room: Some(room.to_string()),
+                    user: event.user.clone(),
+                    conn: Some(event.conn.clone()),
+                    client_id: event.client_id.clone(),
+                    seq: Some(head),
+                    ..delivery("head", &event.node, &ctx.node, &event.trace_id)
+                };
+                out.push(OutRecord::new(DELIVERIES, &event.node, answer.encode()?));
                 state.heads.touch(&room.to_string());
             }
             other => {

@@ -1,0 +1,137 @@
+// The v2 client contract (order, read-your-writes, typing, direct messages), checked with the
+// stock socket.io-client against a deployment given by `setup()` (standalone, or two edges
+// and processors on Kafka and Cassandra). `urls[0]` and `urls[1]` are two edges (the same
+// one on standalone).
+
+import assert from 'node:assert/strict';
+import { describe, it, before, after } from 'node:test';
+import { call, connect, token, unique, waitUntil } from './harness.mjs';
+
+export function contractV2Suite(name, setup) {
+  describe(`v2 contract on ${name}`, () => {
+    let deployment;
+    let edgeA;
+    let edgeB;
+
+    before(async () => {
+      deployment = await setup();
+      [edgeA, edgeB] = deployment.urls;
+    });
+    after(async () => deployment?.stop());
+
+    it('pipelined sends from one connection take seqs in emit order', async () => {
+      const room = unique('order');
+      const ada = await connect(edgeA, { token: token('ada') });
+      await call(ada, 'join', { room });
+      for (let round = 0; round < 3; round++) {
+        // Emitted back to back, no ack awaited in between.
+        const acks = await Promise.all(Array.from({ length: 30 }, (_, i) =>
+          call(ada, 'send', { room, id: `r${round}-m${i}`, text: `line ${i}` })));
+        const seqs = acks.map((a) => a.seq);
+        assert.ok(acks.every((a) => a.ok), JSON.stringify(acks.find((a) => !a.ok)));
+        const first = seqs[0];
+        assert.deepEqual(seqs, seqs.map((_, i) => first + i), `seqs in emit order: ${seqs}`);
+      }
+      ada.close();
+    });
+
+    it('sends of one connection to two rooms do not wait for each other to be ordered', async () => {
+      const [r1, r2] = [unique('order'), unique('order')];
+      const ada = await connect(edgeA, { token: token('ada') });
+      await call(ada, 'join', { room: r1 });
+      await call(ada, 'join', { room: r2 });
+      const acks = await Promise.all(Array.from({ length: 20 }, (_, i) =>
+        call(ada, 'send', { room: i % 2 ? r2 : r1, id: `m${i}`, text: `t${i}` })));
+      for (const [parity, room] of [[0, r1], [1, r2]]) {
+        const seqs = acks.filter((_, i) => i % 2 === parity).map((a) => a.seq);
+        assert.deepEqual(seqs, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], `${room}: ${seqs}`);
+      }
+      ada.close();
+    });
+
+    it('history includes every message acked before it, asked on the other edge', async () => {
+      const room = unique('ryw');
+      const ada = await connect(edgeA, { token: token('ada') });
+      const bob = await connect(edgeB, { token: token('bob') });
+      await call(ada, 'join', { room });
+      for (let i = 1; i <= 40; i++) {
+        const ack = await call(ada, 'send', { room, id: `m${i}`, text: `message ${i}` });
+        assert.equal(ack.seq, i);
+        const reader = i % 2 ? bob : ada;
+        const page = await call(reader, 'history', { room, limit: 5 });
+        assert.equal(page.ok, true, JSON.stringify(page));
+        assert.equal(page.messages.at(-1)?.seq, i, `history right after ack ${i} ends at ${page.messages.at(-1)?.seq}`);
+      }
+      ada.close();
+      bob.close();
+    });
+
+    for (const how of ['leaves', 'disconnects']) {
+      it(`a user who ${how} while typing stops typing for the others`, async () => {
+        const room = unique('typing');
+        const ada = await connect(edgeA, { token: token('ada') });
+        const bob = await connect(edgeB, { token: token('bob') });
+        await call(ada, 'join', { room });
+        await call(bob, 'join', { room });
+        assert.deepEqual(await call(ada, 'typing', { room, on: true }), { ok: true });
+        await waitUntil('bob sees ada typing', () => bob.typing.length === 1);
+        if (how === 'leaves') assert.deepEqual(await call(ada, 'leave', { room }), { ok: true });
+        else ada.close();
+        await waitUntil('bob sees ada stop', () => bob.typing.length === 2);
+        assert.deepEqual(bob.typing, [{ room, user: 'ada', on: true }, { room, user: 'ada', on: false }]);
+        bob.close();
+      });
+    }
+
+    it('a user who stopped typing before leaving sends no second off', async () => {
+      const room = unique('typing');
+      const ada = await connect(edgeA, { token: token('ada') });
+      const bob = await connect(edgeB, { token: token('bob') });
+      await call(ada, 'join', { room });
+      await call(bob, 'join', { room });
+      await call(ada, 'typing', { room, on: true });
+      await call(ada, 'typing', { room, on: false });
+      await waitUntil('bob sees on and off', () => bob.typing.length === 2);
+      await call(ada, 'leave', { room });
+      // A marker after the leave: once bob has it, any extra "off" would have come first.
+      await call(ada, 'join', { room });
+      await call(ada, 'typing', { room, on: true });
+      await waitUntil('bob sees the marker', () => bob.typing.length >= 3);
+      assert.deepEqual(bob.typing.map((t) => t.on), [true, false, true]);
+      ada.close();
+      bob.close();
+    });
+
+    it('a direct-message room is private to its two users', async () => {
+      const room = `dm:${unique('ada')}:${unique('bob').replace(/^bob/, 'zed')}`;
+      const [, a, b] = room.split(':');
+      const ada = await connect(edgeA, { token: token(a) });
+      const bob = await connect(edgeB, { token: token(b) });
+      const eve = await connect(edgeA, { token: token('eve') });
+      assert.equal((await call(ada, 'join', { room })).ok, true);
+      assert.equal((await call(bob, 'join', { room })).ok, true);
+      const sent = await call(ada, 'send', { room, id: 'hi', text: 'just us' });
+      assert.equal(sent.seq, 1);
+      await waitUntil('bob gets it', () => bob.messages.length === 1);
+      assert.equal((await call(bob, 'history', { room })).messages[0].text, 'just us');
+
+      for (const [event, payload] of [
+        ['join', { room }],
+        ['send', { room, id: 'x', text: 'let me in' }],
+        ['history', { room }],
+      ]) {
+        const ack = await call(eve, event, payload);
+        assert.equal(ack.ok, false, event);
+        assert.equal(ack.error.code, 'forbidden', `${event}: ${JSON.stringify(ack)}`);
+      }
+      assert.equal(eve.messages.length, 0);
+      // The same two users in the wrong order name nobody's room.
+      const reversed = `dm:${b}:${a}`;
+      assert.equal((await call(ada, 'join', { room: reversed })).error.code, 'forbidden');
+      assert.equal((await call(bob, 'join', { room: reversed })).error.code, 'forbidden');
+      // Eve's refusals left the conversation untouched.
+      assert.deepEqual((await call(ada, 'history', { room })).messages.map((m) => m.id), ['hi']);
+      for (const s of [ada, bob, eve]) s.close();
+    });
+  });
+}
