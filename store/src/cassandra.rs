@@ -5,8 +5,8 @@
 //! seqs alone and no partition grows without bound.
 
 use crate::{
-    check_range, check_room, validate, Direction, Result, SeqRange, Store, StoreError,
-    StoredMessage,
+    check_range, check_room, check_snapshot, check_users, validate, Direction, Result, SeqRange,
+    Store, StoreError, StoredMessage,
 };
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -105,6 +105,14 @@ fn schema(config: &CassandraConfig) -> Vec<String> {
                 PRIMARY KEY (name, partition)
              )"
         ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.snapshots (
+                name text, partition int, next_offset bigint, state blob,
+                PRIMARY KEY (name, partition)
+             )"
+        ),
+        // Written with USING TIMESTAMP = ts, so the latest time wins whatever the order.
+        format!("CREATE TABLE IF NOT EXISTS {ks}.last_seen (user text PRIMARY KEY, ts bigint)"),
     ]
 }
 
@@ -120,6 +128,10 @@ struct Statements {
     set_checkpoint: PreparedStatement,
     /// `set_checkpoint` with a short timeout, for [`Store::writable`].
     probe: PreparedStatement,
+    snapshot: PreparedStatement,
+    save_snapshot: PreparedStatement,
+    last_seen: PreparedStatement,
+    set_last_seen: PreparedStatement,
 }
 
 pub struct CassandraStore {
@@ -213,6 +225,19 @@ impl CassandraStore {
             .await?,
             set_checkpoint,
             probe,
+            snapshot: prepare(format!(
+                "SELECT next_offset, state FROM {ks}.snapshots WHERE name = ? AND partition = ?"
+            ))
+            .await?,
+            save_snapshot: prepare(format!(
+                "INSERT INTO {ks}.snapshots (name, partition, next_offset, state) VALUES (?, ?, ?, ?)"
+            ))
+            .await?,
+            last_seen: prepare(format!("SELECT ts FROM {ks}.last_seen WHERE user = ?")).await?,
+            set_last_seen: prepare(format!(
+                "UPDATE {ks}.last_seen USING TIMESTAMP ? SET ts = ? WHERE user = ?"
+            ))
+            .await?,
         };
         Ok(Self {
             session,
@@ -221,6 +246,29 @@ impl CassandraStore {
             bucket_size: config.bucket_size,
             write_concurrency: config.write_concurrency.max(1),
         })
+    }
+
+    async fn last_seen_of(&self, user: &str) -> Result<Option<i64>> {
+        let rows = self
+            .session
+            .execute_unpaged(&self.statements.last_seen, (user,))
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        let ts = rows
+            .maybe_first_row::<(Option<i64>,)>()
+            .map_err(unavailable)?;
+        Ok(ts.and_then(|(t,)| t))
+    }
+
+    /// `USING TIMESTAMP ts`: the latest time wins whatever order the writes land in.
+    async fn set_last_seen_of(&self, user: &str, ts: i64) -> Result<()> {
+        self.session
+            .execute_unpaged(&self.statements.set_last_seen, (ts, ts, user))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     fn bucket_of(&self, seq: i64) -> i64 {
@@ -416,6 +464,62 @@ impl Store for CassandraStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn snapshot(&self, name: &str, partition: u32) -> Result<Option<(i64, Vec<u8>)>> {
+        let rows = self
+            .session
+            .execute_unpaged(&self.statements.snapshot, (name, partition as i32))
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        let found = rows
+            .maybe_first_row::<(Option<i64>, Option<Vec<u8>>)>()
+            .map_err(unavailable)?;
+        Ok(found.and_then(|(offset, state)| Some((offset?, state.unwrap_or_default()))))
+    }
+
+    async fn save_snapshot(
+        &self,
+        name: &str,
+        partition: u32,
+        next_offset: i64,
+        state: &[u8],
+    ) -> Result<()> {
+        check_snapshot(state)?;
+        self.session
+            .execute_unpaged(
+                &self.statements.save_snapshot,
+                (name, partition as i32, next_offset, state),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn last_seen(&self, users: &[String]) -> Result<Vec<Option<i64>>> {
+        check_users(users.len())?;
+        let lookups: Vec<BoxFuture<'_, Result<Option<i64>>>> = users
+            .iter()
+            .map(|user| Box::pin(self.last_seen_of(user)) as BoxFuture<'_, _>)
+            .collect();
+        stream::iter(lookups)
+            .buffered(self.write_concurrency)
+            .try_collect()
+            .await
+    }
+
+    async fn set_last_seen(&self, seen: &[(String, i64)]) -> Result<()> {
+        check_users(seen.len())?;
+        let writes: Vec<BoxFuture<'_, Result<()>>> = seen
+            .iter()
+            .map(|(user, ts)| Box::pin(self.set_last_seen_of(user, *ts)) as BoxFuture<'_, _>)
+            .collect();
+        stream::iter(writes)
+            .buffer_unordered(self.write_concurrency)
+            .try_collect::<()>()
+            .await
     }
 
     /// One small write at the store's consistency: it needs as many live replicas as any

@@ -3,8 +3,8 @@
 //! file reopens itself at its last commit, all of which were durable ([`tidings_embedded::Db`]).
 
 use crate::{
-    check_range, check_room, validate, Direction, Result, SeqRange, Store, StoreError,
-    StoredMessage,
+    check_range, check_room, check_snapshot, check_users, validate, Direction, Result, SeqRange,
+    Store, StoreError, StoredMessage,
 };
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -22,6 +22,8 @@ const CLIENT_IDS: TableDefinition<(&str, &str), i64> = TableDefinition::new("cli
 const HEADS: TableDefinition<&str, i64> = TableDefinition::new("heads");
 /// (processor, partition) → next offset.
 const CHECKPOINTS: TableDefinition<(&str, u32), i64> = TableDefinition::new("checkpoints");
+const SNAPSHOTS: TableDefinition<(&str, u32), (i64, &[u8])> = TableDefinition::new("snapshots");
+const LAST_SEEN: TableDefinition<&str, i64> = TableDefinition::new("last_seen");
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("embedded store: {e}"))
@@ -41,6 +43,8 @@ impl EmbeddedStore {
             txn.open_table(CLIENT_IDS)?;
             txn.open_table(HEADS)?;
             txn.open_table(CHECKPOINTS)?;
+            txn.open_table(SNAPSHOTS)?;
+            txn.open_table(LAST_SEEN)?;
             txn.commit()?;
             Ok(())
         })
@@ -189,6 +193,76 @@ impl Store for EmbeddedStore {
     }
 
     /// No I/O while healthy; after a disk fault, `unavailable` until the database is back.
+    async fn snapshot(&self, name: &str, partition: u32) -> Result<Option<(i64, Vec<u8>)>> {
+        let name = name.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(SNAPSHOTS)?;
+            let found = table.get((name.as_str(), partition))?;
+            Ok(found.map(|v| {
+                let (offset, state) = v.value();
+                (offset, state.to_vec())
+            }))
+        })
+        .await
+    }
+
+    async fn save_snapshot(
+        &self,
+        name: &str,
+        partition: u32,
+        next_offset: i64,
+        state: &[u8],
+    ) -> Result<()> {
+        check_snapshot(state)?;
+        let (name, state) = (name.to_string(), state.to_vec());
+        self.blocking(move |db| {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(SNAPSHOTS)?;
+                table.insert((name.as_str(), partition), (next_offset, state.as_slice()))?;
+            }
+            Ok(txn.commit()?)
+        })
+        .await
+    }
+
+    async fn last_seen(&self, users: &[String]) -> Result<Vec<Option<i64>>> {
+        check_users(users.len())?;
+        let users = users.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(LAST_SEEN)?;
+            users
+                .iter()
+                .map(|u| Ok(table.get(u.as_str())?.map(|v| v.value())))
+                .collect()
+        })
+        .await
+    }
+
+    async fn set_last_seen(&self, seen: &[(String, i64)]) -> Result<()> {
+        check_users(seen.len())?;
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let seen = seen.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(LAST_SEEN)?;
+                for (user, ts) in &seen {
+                    let newer = table.get(user.as_str())?.is_none_or(|v| v.value() < *ts);
+                    if newer {
+                        table.insert(user.as_str(), *ts)?;
+                    }
+                }
+            }
+            Ok(txn.commit()?)
+        })
+        .await
+    }
+
     async fn writable(&self) -> Result<()> {
         self.db.writable().map_err(unavailable)
     }

@@ -18,6 +18,10 @@ pub const MAX_CLIENT_ID_LEN: usize = 64;
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 /// Most messages one read returns.
 pub const MAX_READ_LIMIT: usize = 10_000;
+/// Largest processor snapshot (well under Cassandra's default 16 MiB mutation limit).
+pub const MAX_SNAPSHOT_BYTES: usize = 8 << 20;
+/// Most users one `last_seen` call asks about.
+pub const MAX_USERS_PER_CALL: usize = 1000;
 
 /// A message as stored: one sequenced entry of a room's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +150,27 @@ pub fn validate(message: &StoredMessage) -> Result<()> {
     Ok(())
 }
 
+fn check_snapshot(state: &[u8]) -> Result<()> {
+    if state.len() > MAX_SNAPSHOT_BYTES {
+        return Err(StoreError::TooLarge {
+            what: "snapshot",
+            size: state.len(),
+            max: MAX_SNAPSHOT_BYTES,
+        });
+    }
+    Ok(())
+}
+
+fn check_users(count: usize) -> Result<()> {
+    if count > MAX_USERS_PER_CALL {
+        return Err(StoreError::Invalid {
+            what: "users",
+            why: "at most 1000 per call",
+        });
+    }
+    Ok(())
+}
+
 fn check_range(room: &str, range: &SeqRange) -> Result<()> {
     check_room(room)?;
     if range.limit == 0 || range.limit > MAX_READ_LIMIT {
@@ -177,6 +202,26 @@ pub trait Store: Send + Sync + 'static {
     async fn checkpoint(&self, name: &str, partition: u32) -> Result<Option<i64>>;
 
     async fn set_checkpoint(&self, name: &str, partition: u32, next_offset: i64) -> Result<()>;
+
+    /// A processor's state as of a log position in one partition, saved together: where to
+    /// resume (the next offset) and the bytes to resume with.
+    async fn snapshot(&self, name: &str, partition: u32) -> Result<Option<(i64, Vec<u8>)>>;
+
+    /// Replaces the snapshot (at most [`MAX_SNAPSHOT_BYTES`], else `too_large`).
+    async fn save_snapshot(
+        &self,
+        name: &str,
+        partition: u32,
+        next_offset: i64,
+        state: &[u8],
+    ) -> Result<()>;
+
+    /// When each user's last connection ended (ms since the epoch), `None` if never seen;
+    /// in the order asked (at most [`MAX_USERS_PER_CALL`]).
+    async fn last_seen(&self, users: &[String]) -> Result<Vec<Option<i64>>>;
+
+    /// Records when users were last seen; an older time never replaces a newer one.
+    async fn set_last_seen(&self, seen: &[(String, i64)]) -> Result<()>;
 
     /// `Ok` when writes can be taken now, else why not (`unavailable`). Cheap enough for a
     /// readiness probe every few seconds: Cassandra answers one small write within a short

@@ -110,6 +110,55 @@ pub async fn heads_client_ids_and_checkpoints(store: Arc<dyn Store>) {
     assert_eq!(store.checkpoint(&name, 3).await.unwrap(), Some(5));
 }
 
+pub async fn snapshots_and_last_seen(store: Arc<dyn Store>) {
+    let name = unique("processor");
+    assert_eq!(store.snapshot(&name, 0).await.unwrap(), None);
+    store.save_snapshot(&name, 0, 10, b"first").await.unwrap();
+    store.save_snapshot(&name, 0, 25, b"second").await.unwrap();
+    store.save_snapshot(&name, 1, 3, b"").await.unwrap();
+    assert_eq!(
+        store.snapshot(&name, 0).await.unwrap(),
+        Some((25, b"second".to_vec())),
+        "the latest save replaces the snapshot"
+    );
+    assert_eq!(store.snapshot(&name, 1).await.unwrap(), Some((3, vec![])));
+    let huge = vec![7u8; tidings_store::MAX_SNAPSHOT_BYTES + 1];
+    assert_eq!(
+        store
+            .save_snapshot(&name, 0, 30, &huge)
+            .await
+            .unwrap_err()
+            .code(),
+        "too_large"
+    );
+    assert_eq!(store.snapshot(&name, 0).await.unwrap().unwrap().0, 25);
+
+    let (ada, bob, eve) = (unique("ada"), unique("bob"), unique("eve"));
+    store
+        .set_last_seen(&[(ada.clone(), 1_000), (bob.clone(), 2_000)])
+        .await
+        .unwrap();
+    // An older time arriving late (a replay) never moves a user back.
+    store
+        .set_last_seen(&[(ada.clone(), 500), (bob.clone(), 3_000)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .last_seen(&[bob.clone(), eve.clone(), ada.clone()])
+            .await
+            .unwrap(),
+        [Some(3_000), None, Some(1_000)]
+    );
+    let too_many: Vec<String> = (0..=tidings_store::MAX_USERS_PER_CALL)
+        .map(|i| format!("u{i}"))
+        .collect();
+    assert_eq!(
+        store.last_seen(&too_many).await.unwrap_err().code(),
+        "invalid"
+    );
+}
+
 pub async fn bad_input_is_refused_and_nothing_is_written(store: Arc<dyn Store>) {
     let room = unique("room");
     let mut bad_room = message(&room, 1);
@@ -187,6 +236,12 @@ macro_rules! conformance {
             async fn heads_client_ids_and_checkpoints() {
                 let (_dir, store) = $make;
                 super::heads_client_ids_and_checkpoints(store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn snapshots_and_last_seen() {
+                let (_dir, store) = $make;
+                super::snapshots_and_last_seen(store).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
