@@ -234,6 +234,7 @@ fn event(shared: &Shared, conn: &Conn, kind: &str, room: &str) -> ClientEvent {
         text: None,
         on: None,
         user_name: conn.name.clone(),
+        users: None,
     }
 }
 

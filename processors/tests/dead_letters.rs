@@ -153,6 +153,7 @@ impl Run {
             text: None,
             on: None,
             user_name: None,
+            users: None,
         }
     }
 

@@ -155,6 +155,7 @@ fn event(kind: &str, edge: &str, room: &str) -> ClientEvent {
         text: None,
         on: None,
         user_name: None,
+        users: None,
     }
 }
 

@@ -73,6 +73,9 @@ pub struct ClientEvent {
     pub text: Option<String>,
     pub on: Option<bool>,
     pub user_name: Option<String>,
+    /// v2: the users a `status` question asks about.
+    #[serde(default)]
+    pub users: Option<Vec<String>>,
 }
 
 impl LogRecord for ClientEvent {
@@ -119,6 +122,27 @@ pub struct Delivery {
     pub on: Option<bool>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// v2: the display name of `user`.
+    #[serde(default)]
+    pub user_name: Option<String>,
+    /// v2: a room's online count (`occupancy`, `presence-answer`).
+    #[serde(default)]
+    pub count: Option<i64>,
+    /// v2: `users` holds only the first entries.
+    #[serde(default)]
+    pub truncated: Option<bool>,
+    /// v2: the answer to a presence or status question.
+    #[serde(default)]
+    pub users: Option<Vec<PresenceEntry>>,
+}
+
+/// One user in a presence or status answer. See `delivery.v2.avsc`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceEntry {
+    pub user: String,
+    pub name: Option<String>,
+    pub online: Option<bool>,
+    pub last_seen: Option<i64>,
 }
 
 impl LogRecord for Delivery {
@@ -153,6 +177,10 @@ impl Delivery {
             on: None,
             error_code: None,
             error_message: None,
+            user_name: None,
+            count: None,
+            truncated: None,
+            users: None,
         }
     }
 }
@@ -220,6 +248,15 @@ mod tests {
             on: Some(true),
             error_code: None,
             error_message: None,
+            user_name: Some("Ada".into()),
+            count: Some(3),
+            truncated: Some(false),
+            users: Some(vec![PresenceEntry {
+                user: "ada".into(),
+                name: None,
+                online: Some(true),
+                last_seen: None,
+            }]),
         };
         assert_eq!(
             Delivery::decode(&delivery.encode().unwrap()).unwrap(),

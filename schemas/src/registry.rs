@@ -58,8 +58,10 @@ macro_rules! version {
 /// Every version ever released, oldest first within a subject. Id = 100 * subject + version.
 pub static VERSIONS: &[SchemaVersion] = &[
     version!(ClientEvent, 1, 101, "client_event.v1.avsc"),
+    version!(ClientEvent, 2, 102, "client_event.v2.avsc"),
     version!(RoomEvent, 1, 201, "room_event.v1.avsc"),
     version!(Delivery, 1, 301, "delivery.v1.avsc"),
+    version!(Delivery, 2, 302, "delivery.v2.avsc"),
     version!(Subscription, 1, 401, "subscription.v1.avsc"),
 ];
 

@@ -36,6 +36,10 @@ fn sample(schema: &Schema, salt: &str) -> Value {
                 .map(|f| (f.name.clone(), sample(&f.schema, &f.name)))
                 .collect(),
         ),
+        Schema::Array(array) => Value::Array(vec![
+            sample(&array.items, &format!("{salt}-0")),
+            sample(&array.items, &format!("{salt}-1")),
+        ]),
         other => panic!("sample() does not know {other:?}; extend it with the new type"),
     }
 }

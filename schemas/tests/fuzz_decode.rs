@@ -12,8 +12,8 @@ use std::fmt::Debug;
 use tidings_schemas::registry::{self, Subject};
 use tidings_schemas::wire;
 use tidings_schemas::{
-    allocation_limit, ClientEvent, Delivery, LogRecord, RoomEvent, SchemaError, Subscription,
-    MAX_RECORD_BYTES,
+    allocation_limit, ClientEvent, Delivery, LogRecord, PresenceEntry, RoomEvent, SchemaError,
+    Subscription, MAX_RECORD_BYTES,
 };
 
 /// Records the largest allocation each thread asks for, so a test can prove a decode stayed
@@ -111,11 +111,13 @@ fn client_event() -> impl Strategy<Value = ClientEvent> {
             any::<Option<bool>>(),
             opt_text(),
         ),
+        prop::option::of(prop::collection::vec(text(), 0..4)),
     )
         .prop_map(
             |(
                 (event_id, kind, room, user, ts, trace_id),
                 (node, conn, client_id, text, on, user_name),
+                users,
             )| ClientEvent {
                 event_id,
                 kind,
@@ -129,6 +131,7 @@ fn client_event() -> impl Strategy<Value = ClientEvent> {
                 text,
                 on,
                 user_name,
+                users,
             },
         )
 }
@@ -170,12 +173,19 @@ fn delivery() -> impl Strategy<Value = Delivery> {
             opt_text(),
             opt_text(),
         ),
+        (
+            opt_text(),
+            any::<Option<i64>>(),
+            any::<Option<bool>>(),
+            prop::option::of(prop::collection::vec(presence_entry(), 0..4)),
+        ),
     )
         .prop_map(
             |(
                 (event_id, kind, room, user, ts, trace_id),
                 (node, edge, conn, seq, client_id),
                 (text, msg_ts, on, error_code, error_message),
+                (user_name, count, truncated, users),
             )| Delivery {
                 event_id,
                 kind,
@@ -193,8 +203,27 @@ fn delivery() -> impl Strategy<Value = Delivery> {
                 on,
                 error_code,
                 error_message,
+                user_name,
+                count,
+                truncated,
+                users,
             },
         )
+}
+
+fn presence_entry() -> impl Strategy<Value = PresenceEntry> {
+    (
+        text(),
+        opt_text(),
+        any::<Option<bool>>(),
+        any::<Option<i64>>(),
+    )
+        .prop_map(|(user, name, online, last_seen)| PresenceEntry {
+            user,
+            name,
+            online,
+            last_seen,
+        })
 }
 
 fn subscription() -> impl Strategy<Value = Subscription> {
