@@ -45,6 +45,11 @@ pub const TYPING: &str = "tidings.typing";
 /// with their key, value and headers plus `dead-letter.*` headers saying where they came from
 /// and why. Written by processors, read by people; nothing in Tidings consumes it.
 pub const DEAD_LETTERS: &str = "tidings.dead-letters";
+/// Connection lifecycle (online, join, leave, offline), edge heartbeats and presence
+/// questions, appended by edges for the presence processor. One partition: one total order,
+/// so an answer follows every change made before its question; the processor snapshots its
+/// state into the store, so it reads only the tail after the snapshot.
+pub const PRESENCE: &str = "tidings.presence";
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -76,6 +81,13 @@ pub fn all() -> Vec<TopicSpec> {
         TopicSpec {
             retention_ms: Some(14 * DAY_MS),
             ..TopicSpec::new(DEAD_LETTERS, 1)
+        },
+        // A day covers any snapshot gap. Not durable on the embedded log: a crash that loses
+        // the tail also ended every connection it describes (one process).
+        TopicSpec {
+            retention_ms: Some(DAY_MS),
+            durable: false,
+            ..TopicSpec::new(PRESENCE, 1)
         },
     ]
 }

@@ -6,12 +6,15 @@
 //! - [`persistence`]: room log → store (idempotent, at-least-once), with its checkpoints.
 //! - [`fanout`]: room log → one delivery per hosting edge.
 //! - [`typing`]: typing notices → one delivery per hosting edge.
+//! - [`presence`]: connection lifecycle → who is online per room and user, `presence` and
+//!   `occupancy` deliveries, answers to presence questions, `last_seen` in the store.
 //!
 //! All implement [`Processor`] and are listed in one place, [`registry`].
 
 pub mod dead_letter;
 pub mod fanout;
 pub mod persistence;
+pub mod presence;
 pub mod registry;
 pub mod sequencer;
 pub mod typing;
@@ -66,6 +69,7 @@ pub struct Context {
     /// This process's node id: names transactional ids and fills the `node` field of outputs.
     pub node: String,
     pub moderation: ModerationConfig,
+    pub presence: presence::PresenceConfig,
 }
 
 /// Why a processor's session stopped. `run` logs these and starts a new session after a

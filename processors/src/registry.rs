@@ -2,6 +2,7 @@
 
 use crate::fanout::Fanout;
 use crate::persistence::Persistence;
+use crate::presence::PresenceProcessor;
 use crate::sequencer::Sequencer;
 use crate::typing::Typing;
 use crate::Processor;
@@ -13,10 +14,11 @@ pub fn registry() -> Vec<Box<dyn Processor>> {
         Box::new(Persistence),
         Box::new(Fanout),
         Box::new(Typing),
+        Box::new(PresenceProcessor),
     ]
 }
 
-/// The processor called `name` (`sequencer`, `persistence`, `fanout`, `typing`).
+/// The processor called `name` (`sequencer`, `persistence`, `fanout`, `typing`, `presence`).
 pub fn by_name(name: &str) -> Option<Box<dyn Processor>> {
     registry().into_iter().find(|p| p.name() == name)
 }
@@ -28,7 +30,10 @@ mod tests {
     #[test]
     fn names_are_unique_and_found() {
         let names: Vec<_> = registry().iter().map(|p| p.name()).collect();
-        assert_eq!(names, ["sequencer", "persistence", "fanout", "typing"]);
+        assert_eq!(
+            names,
+            ["sequencer", "persistence", "fanout", "typing", "presence"]
+        );
         for name in names {
             assert_eq!(by_name(name).map(|p| p.name()), Some(name));
         }

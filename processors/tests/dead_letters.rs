@@ -134,6 +134,7 @@ impl Run {
             store: self.store.clone(),
             node: self.node.clone(),
             moderation: ModerationConfig::default(),
+            presence: Default::default(),
         };
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move { processor.run(ctx, shutdown).await.expect("run ends") })

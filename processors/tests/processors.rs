@@ -43,6 +43,7 @@ impl Harness {
                 max_text_chars: 10,
                 blocked_terms: vec!["Spam".into()],
             },
+            presence: Default::default(),
         }
     }
 

@@ -34,6 +34,8 @@ pub struct Config {
     /// Origins (`https://chat.example.com`, or `*`) whose pages may connect, besides the
     /// edge's own. Standalone also allows pages served from loopback.
     pub allowed_origins: Vec<String>,
+    /// Rooms with more users online get `occupancy` instead of per-user `presence` events.
+    pub presence_events_max: usize,
     pub limits: LimitsSection,
     pub kafka: KafkaSection,
     pub cassandra: CassandraSection,
@@ -117,6 +119,7 @@ impl Default for Config {
             node_id: String::new(),
             log_format: "text".into(),
             allowed_origins: Vec::new(),
+            presence_events_max: 500,
             limits: LimitsSection::default(),
             kafka: KafkaSection::default(),
             cassandra: CassandraSection::default(),
@@ -188,6 +191,9 @@ impl Config {
         }
         if let Some(v) = env("TIDINGS_MAX_TEXT") {
             config.max_text = parse("TIDINGS_MAX_TEXT", v)?;
+        }
+        if let Some(v) = env("TIDINGS_PRESENCE_EVENTS_MAX") {
+            config.presence_events_max = parse("TIDINGS_PRESENCE_EVENTS_MAX", v)?;
         }
         if let Some(v) = env("TIDINGS_BLOCKED_TERMS") {
             config.blocked_terms = list(&v);

@@ -21,6 +21,7 @@ use tidings_edge::EdgeConfig;
 use tidings_log::embedded::EmbeddedLog;
 use tidings_log::kafka::KafkaLog;
 use tidings_log::{topics, Log};
+use tidings_processors::presence::PresenceConfig;
 use tidings_processors::{Context, ModerationConfig, Processor};
 use tidings_store::cassandra::CassandraStore;
 use tidings_store::embedded::EmbeddedStore;
@@ -138,6 +139,13 @@ fn moderation(config: &Config) -> ModerationConfig {
     ModerationConfig {
         max_text_chars: config.max_text,
         blocked_terms: config.blocked_terms.clone(),
+    }
+}
+
+fn presence(config: &Config) -> PresenceConfig {
+    PresenceConfig {
+        events_max: config.presence_events_max,
+        ..PresenceConfig::default()
     }
 }
 
@@ -288,6 +296,7 @@ async fn standalone(mut config: Config, shutdown: CancellationToken) -> Result<(
         store: store.clone(),
         node,
         moderation: moderation(&config),
+        presence: presence(&config),
     };
     run(
         log,
@@ -314,6 +323,7 @@ async fn edge(config: Config, shutdown: CancellationToken) -> Result<()> {
         store: store.clone(),
         node,
         moderation: moderation(&config),
+        presence: presence(&config),
     };
     run(log, store, Vec::new(), Some(edge), context, shutdown).await
 }
@@ -339,6 +349,7 @@ async fn processor(config: Config, name: &str, shutdown: CancellationToken) -> R
         store: store.clone(),
         node: node_id(&config, "processor"),
         moderation: moderation(&config),
+        presence: presence(&config),
     };
     run(log, store, processors, None, context, shutdown).await
 }
