@@ -5,6 +5,7 @@ use crate::admission::UserSlot;
 use crate::errors::ClientError;
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
+use crate::order::Turnstile;
 use crate::protocol::PacketSize;
 use crate::rooms::Member;
 use crate::state::lock;
@@ -59,6 +60,9 @@ pub struct Conn {
     pub rooms: Mutex<HashMap<String, Arc<Member>>>,
     pub pending_sends: AtomicUsize,
     pub requests_in_flight: AtomicUsize,
+    /// Orders this connection's lifecycle records on the presence topic (online, join,
+    /// leave, offline), which separate tasks append.
+    pub presence: Arc<Turnstile>,
     metrics: Metrics,
 }
 
@@ -81,6 +85,7 @@ impl Conn {
             rooms: Mutex::new(HashMap::new()),
             pending_sends: AtomicUsize::new(0),
             requests_in_flight: AtomicUsize::new(0),
+            presence: Arc::default(),
             metrics,
         }
     }

@@ -3,7 +3,7 @@
 //! typing notices to local room members.
 
 use crate::errors::{rejected, ClientError};
-use crate::protocol::{EncodedMessage, MessageOut, TypingOut};
+use crate::protocol::{EncodedMessage, MessageOut, OccupancyOut, PresenceOut, TypingOut};
 use crate::rooms::{BufferBound, Member, Offer};
 use crate::state::{lock, Shared};
 use crate::{catchup, rooms::Next};
@@ -37,6 +37,8 @@ pub struct Pending {
     joins: Waiters<JoinKey, i64>,
     /// History's read-your-writes barrier: (conn, room, nonce) → the room's head.
     heads: Waiters<SendKey, i64>,
+    /// Presence and status questions: (conn, nonce) → the answer.
+    answers: Waiters<JoinKey, Delivery>,
 }
 
 /// Removes its waiter when dropped (answered, timed out or abandoned).
@@ -107,6 +109,15 @@ impl Pending {
     ) -> (Waiting<'_, SendKey, i64>, oneshot::Receiver<i64>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         wait(&self.heads, id, (conn.into(), room.into(), nonce.into()))
+    }
+
+    pub fn wait_answer(
+        &self,
+        conn: &str,
+        nonce: &str,
+    ) -> (Waiting<'_, JoinKey, Delivery>, oneshot::Receiver<Delivery>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        wait(&self.answers, id, (conn.into(), nonce.into()))
     }
 
     pub fn wait_join(
@@ -227,6 +238,41 @@ pub fn dispatch(shared: &Arc<Shared>, d: Delivery) {
                 &(conn, room, nonce),
                 d.seq.unwrap_or(0),
             );
+        }
+        "presence-answer" | "status-answer" => {
+            let (Some(conn), Some(nonce)) = (d.conn.clone(), d.client_id.clone()) else {
+                return;
+            };
+            answer(&shared.pending.answers, &(conn, nonce), d);
+        }
+        "presence" => {
+            let (Some(room), Some(user)) = (d.room, d.user) else {
+                return;
+            };
+            let Some(entry) = shared.rooms.get(&room) else {
+                return;
+            };
+            let out = PresenceOut {
+                room,
+                user,
+                online: d.on.unwrap_or(false),
+            };
+            // Volatile like typing: `presence {room}` gives the whole picture again.
+            entry.for_each(|member| {
+                let _ = member.conn.emit("presence", &out);
+            });
+        }
+        "occupancy" => {
+            let (Some(room), Some(count)) = (d.room, d.count) else {
+                return;
+            };
+            let Some(entry) = shared.rooms.get(&room) else {
+                return;
+            };
+            let out = OccupancyOut { room, count };
+            entry.for_each(|member| {
+                let _ = member.conn.emit("occupancy", &out);
+            });
         }
         "message" => {
             let (Some(room), Some(seq)) = (d.room, d.seq) else {

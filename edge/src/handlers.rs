@@ -9,6 +9,7 @@ use crate::deliveries::{fill, SendOutcome};
 use crate::errors::{ok_ack, ClientError};
 use crate::limits::{check_event_size, check_rooms, check_text, TokenBucket};
 use crate::order::Turn;
+use crate::presence;
 use crate::protocol::{self, approx_json_size};
 use crate::rooms::Member;
 use crate::state::{now_ms, Shared};
@@ -92,12 +93,22 @@ fn on_connect(shared: Arc<Shared>, s: SocketRef, claims: Claims, user_slot: User
         wire.carry(conn.out.clone());
         wire.set_authenticated();
     }
+    presence::online(&shared, &conn);
 
     on(&s, "join", &shared, &conn, Bounded::InFlight, join);
     on(&s, "leave", &shared, &conn, Bounded::InFlight, leave);
     on(&s, "send", &shared, &conn, Bounded::PendingSends, send);
     on(&s, "history", &shared, &conn, Bounded::InFlight, history);
     on(&s, "typing", &shared, &conn, Bounded::InFlight, typing);
+    on(
+        &s,
+        "presence",
+        &shared,
+        &conn,
+        Bounded::InFlight,
+        presence_of_room,
+    );
+    on(&s, "status", &shared, &conn, Bounded::InFlight, status);
 
     {
         let (shared, conn) = (shared.clone(), conn.clone());
@@ -314,13 +325,19 @@ async fn join(
     .await;
     drop(waiting);
 
+    // Others see this user in the room once the join is done, before its ack: a
+    // `presence` asked after the ack includes the asker.
+    let result = match result {
+        Ok(head) => presence::joined(&shared, &member).await.map(|()| head),
+        Err(e) => Err(e),
+    };
     match result {
         Ok(head) => Ok(Reply {
             ack: ok_ack(json!({ "room": room, "head": head })),
             then_go_live: Some((member, head)),
         }),
         Err(e) => {
-            remove_membership(&shared, &conn, &member).await;
+            remove_membership(&shared, &conn, &member, Leaving::Room).await;
             Err(e)
         }
     }
@@ -335,14 +352,31 @@ async fn leave(
     let req = protocol::parse_leave(&data)?;
     let member = conn.rooms().get(&req.room).cloned();
     if let Some(member) = member {
-        remove_membership(&shared, &conn, &member).await;
+        remove_membership(&shared, &conn, &member, Leaving::Room).await;
     }
     Ok(ok_ack(json!({})).into())
 }
 
+/// Why a membership ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Leaving {
+    /// This room only: presence hears a `leave`.
+    Room,
+    /// The connection closed: presence heard `offline`, which covers every room.
+    Connection,
+}
+
 /// Removes a membership; when it was the room's last local one, tells fan-out to stop.
-async fn remove_membership(shared: &Arc<Shared>, conn: &Arc<Conn>, member: &Arc<Member>) {
+async fn remove_membership(
+    shared: &Arc<Shared>,
+    conn: &Arc<Conn>,
+    member: &Arc<Member>,
+    why: Leaving,
+) {
     member.set_gone();
+    if why == Leaving::Room {
+        presence::left(shared, member).await;
+    }
     {
         let mut rooms = conn.rooms();
         if rooms
@@ -525,12 +559,63 @@ async fn typing(
     Ok(ok_ack(json!({})).into())
 }
 
+/// `presence {room}`: who is online in a room the caller joined.
+async fn presence_of_room(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    data: Value,
+    _: Option<Turn>,
+) -> Result<Reply, ClientError> {
+    let req = protocol::parse_presence(&data)?;
+    check_access(&conn, &req.room)?;
+    if !conn.rooms().contains_key(&req.room) {
+        return Err(ClientError::NotJoined);
+    }
+    let question = presence::record(&shared, "presence", Some(&conn), Some(&req.room));
+    let answer = presence::ask(&shared, &conn, question).await?;
+    let users: Vec<Value> = answer
+        .users
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| match u.name {
+            Some(name) => json!({ "user": u.user, "name": name }),
+            None => json!({ "user": u.user }),
+        })
+        .collect();
+    let mut ack = json!({ "room": req.room, "count": answer.count.unwrap_or(0), "users": users });
+    if answer.truncated == Some(true) {
+        ack["truncated"] = json!(true);
+    }
+    Ok(ok_ack(ack).into())
+}
+
+/// `status {users}`: whether each is online anywhere, and when they were last seen.
+async fn status(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    data: Value,
+    _: Option<Turn>,
+) -> Result<Reply, ClientError> {
+    let users = protocol::parse_status(&data)?;
+    let mut question = presence::record(&shared, "status", Some(&conn), None);
+    question.users = Some(users);
+    let answer = presence::ask(&shared, &conn, question).await?;
+    let users: Vec<Value> = answer
+        .users
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| json!({ "user": u.user, "online": u.online.unwrap_or(false), "last_seen": u.last_seen }))
+        .collect();
+    Ok(ok_ack(json!({ "users": users })).into())
+}
+
 async fn on_disconnect(shared: Arc<Shared>, conn: Arc<Conn>) {
     conn.closed();
+    presence::offline(&shared, &conn).await;
     shared.sessions.remove(&conn.id);
     shared.metrics.connections.dec();
     let members: Vec<Arc<Member>> = conn.rooms().values().cloned().collect();
     for member in members {
-        remove_membership(&shared, &conn, &member).await;
+        remove_membership(&shared, &conn, &member, Leaving::Connection).await;
     }
 }

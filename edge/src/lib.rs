@@ -19,6 +19,7 @@ pub mod limits;
 mod listener;
 pub mod metrics;
 mod order;
+mod presence;
 pub mod protocol;
 mod rooms;
 mod state;
@@ -100,8 +101,12 @@ pub async fn serve_on(
         .build_layer();
     handlers::register(&io, shared.clone());
 
+    presence::started(&shared)
+        .await
+        .map_err(|e| EdgeError::Config(format!("cannot reach the presence topic: {e}")))?;
     let tasks = shutdown.child_token();
     let consumer = tokio::spawn(deliveries::consume(shared.clone(), reader, tasks.clone()));
+    let heartbeat = tokio::spawn(presence::heartbeat(shared.clone(), tasks.clone()));
     let sampler = tokio::spawn(deliveries::sample_lag(shared.clone(), tasks.clone()));
 
     tracing::info!(
@@ -121,5 +126,6 @@ pub async fn serve_on(
     tasks.cancel();
     let _ = consumer.await;
     let _ = sampler.await;
+    let _ = heartbeat.await;
     Ok(())
 }

@@ -125,6 +125,64 @@ impl PacketSize for TypingOut {
     }
 }
 
+/// `presence {room, user, online}`: a user's first connection entered the room, or their
+/// last one left it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PresenceOut {
+    pub room: String,
+    pub user: String,
+    pub online: bool,
+}
+
+impl PacketSize for PresenceOut {
+    fn packet_size(&self) -> usize {
+        self.room.len() + self.user.len() + 40
+    }
+}
+
+/// `occupancy {room, count}`: how many users are online in a large room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OccupancyOut {
+    pub room: String,
+    pub count: i64,
+}
+
+impl PacketSize for OccupancyOut {
+    fn packet_size(&self) -> usize {
+        self.room.len() + 40
+    }
+}
+
+/// Most users one `status` asks about.
+pub const MAX_STATUS_USERS: usize = 100;
+/// Longest user id a `status` may name (the longest `sub` a token may carry).
+const MAX_USER_BYTES: usize = 128;
+
+pub fn parse_presence(v: &Value) -> Result<LeaveReq, ClientError> {
+    parse_leave(v)
+}
+
+/// `status {users}`: 1 to 100 user ids.
+pub fn parse_status(v: &Value) -> Result<Vec<String>, ClientError> {
+    let invalid = || {
+        ClientError::invalid(format!(
+            "users must be an array of 1 to {MAX_STATUS_USERS} user ids"
+        ))
+    };
+    let users = object(v)?
+        .get("users")
+        .and_then(Value::as_array)
+        .filter(|u| !u.is_empty() && u.len() <= MAX_STATUS_USERS)
+        .ok_or_else(invalid)?;
+    users
+        .iter()
+        .map(|u| match u {
+            Value::String(s) if !s.is_empty() && s.len() <= MAX_USER_BYTES => Ok(s.clone()),
+            _ => Err(invalid()),
+        })
+        .collect()
+}
+
 fn object(v: &Value) -> Result<&Map<String, Value>, ClientError> {
     v.as_object()
         .ok_or_else(|| ClientError::invalid("payload must be an object"))

@@ -69,6 +69,8 @@ pub struct Member {
     pub sends: Arc<Turnstile>,
     /// Whether its last typing notice was `on`: a leave or disconnect then sends `off`.
     pub typing: AtomicBool,
+    /// Whether its join went to the presence topic, so a leave must follow it there.
+    pub announced: AtomicBool,
 }
 
 impl Member {
@@ -81,16 +83,17 @@ impl Member {
             gone: AtomicBool::new(false),
             sends: Arc::default(),
             typing: AtomicBool::new(false),
+            announced: AtomicBool::new(false),
         })
     }
 
     /// Whether it was left, replaced by a newer join, or its connection closed.
     pub fn is_gone(&self) -> bool {
-        self.gone.load(Ordering::Acquire) || !self.conn.is_open()
+        self.gone.load(Ordering::SeqCst) || !self.conn.is_open()
     }
 
     pub fn set_gone(&self) {
-        self.gone.store(true, Ordering::Release);
+        self.gone.store(true, Ordering::SeqCst);
     }
 
     /// A live message from the deliveries.

@@ -114,7 +114,8 @@ async fn deliver(log: &Arc<dyn Log>, d: Delivery) {
         .unwrap();
 }
 
-/// Sequencer + persistence + fan-out, minimal: joins get the store's head; sends of text
+/// Sequencer + persistence + fan-out, minimal: joins and history's head requests get the
+/// store's head; sends of text
 /// "reject me" are rejected; others get the next seq, are stored, acked and fanned out to
 /// the sending edge.
 async fn fake_processors(
@@ -147,6 +148,16 @@ async fn fake_processors(
                         conn: Some(ev.conn.clone()),
                         seq: Some(*head),
                         ..delivery("joined", &ev.node)
+                    };
+                    deliver(&log, d).await;
+                }
+                "head" => {
+                    let d = Delivery {
+                        room: Some(room.clone()),
+                        conn: Some(ev.conn.clone()),
+                        client_id: ev.client_id.clone(),
+                        seq: Some(*head),
+                        ..delivery("head", &ev.node)
                     };
                     deliver(&log, d).await;
                 }

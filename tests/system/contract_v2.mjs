@@ -102,6 +102,94 @@ export function contractV2Suite(name, setup) {
       bob.close();
     });
 
+    const online = (s, room) => s.presence.filter((p) => p.room === room);
+    const statusOf = async (socket, user) => (await call(socket, 'status', { users: [user] })).users[0];
+
+    it('presence: one user on two devices is online until both are gone', async () => {
+      const room = unique('presence');
+      const ada = unique('ada');
+      const bob = await connect(edgeB, { token: token('bob') });
+      assert.equal((await call(bob, 'join', { room })).ok, true);
+      const phone = await connect(edgeA, { token: token(ada, { name: 'Ada' }) });
+      const laptop = await connect(edgeB, { token: token(ada, { name: 'Ada' }) });
+      await call(phone, 'join', { room });
+      await waitUntil('bob sees ada online', () => online(bob, room).some((p) => p.user === ada));
+      await call(laptop, 'join', { room });
+
+      // Asked right after a join's ack: the asker is in it (the question follows the join).
+      const whole = await call(laptop, 'presence', { room });
+      assert.equal(whole.ok, true, JSON.stringify(whole));
+      assert.equal(whole.count, 2);
+      assert.deepEqual(whole.users.map((u) => u.user).sort(), [ada, 'bob'].sort());
+      assert.equal(whole.users.find((u) => u.user === ada).name, 'Ada');
+
+      phone.close();
+      assert.deepEqual((await statusOf(bob, ada)).online, true, 'still on the laptop');
+      assert.equal((await call(bob, 'presence', { room })).count, 2);
+      assert.equal(online(bob, room).filter((p) => p.user === ada).length, 1, 'no offline while the laptop is in');
+
+      assert.deepEqual(await call(laptop, 'leave', { room }), { ok: true });
+      await waitUntil('bob sees ada leave', () => online(bob, room).filter((p) => p.user === ada).length === 2);
+      assert.deepEqual(online(bob, room).filter((p) => p.user === ada), [
+        { room, user: ada, online: true },
+        { room, user: ada, online: false },
+      ]);
+      const stillConnected = await statusOf(bob, ada);
+      assert.equal(stillConnected.online, true, 'connected, in no room');
+
+      const before = Date.now();
+      laptop.close();
+      await waitUntil('ada offline everywhere', async () => (await statusOf(bob, ada)).online === false);
+      const gone = await statusOf(bob, ada);
+      assert.ok(gone.last_seen >= before - 5000 && gone.last_seen <= Date.now() + 5000, `last_seen ${gone.last_seen}`);
+      const stranger = unique('never');
+      assert.deepEqual(await statusOf(bob, stranger), { user: stranger, online: false, last_seen: null });
+      bob.close();
+    });
+
+    it('presence needs the room joined and a DM room of ones own; status checks its input', async () => {
+      const room = unique('presence');
+      const eve = await connect(edgeA, { token: token('eve') });
+      assert.equal((await call(eve, 'presence', { room })).error.code, 'not_joined');
+      assert.equal((await call(eve, 'presence', { room: 'dm:ada:bob' })).error.code, 'forbidden');
+      assert.equal((await call(eve, 'presence', {})).error.code, 'invalid');
+      assert.equal((await call(eve, 'status', { users: [] })).error.code, 'invalid');
+      assert.equal((await call(eve, 'status', { users: Array.from({ length: 101 }, (_, i) => `u${i}`) })).error.code, 'invalid');
+      assert.equal((await call(eve, 'status', { users: [42] })).error.code, 'invalid');
+      const ok = await call(eve, 'status', { users: ['eve'] });
+      assert.deepEqual(ok.users, [{ user: 'eve', online: true, last_seen: ok.users[0].last_seen }]);
+      eve.close();
+    });
+
+    it('a room past TIDINGS_PRESENCE_EVENTS_MAX (5 here) gets occupancy, at most once a second, ending on the count', async () => {
+      const room = unique('big');
+      const bob = await connect(edgeA, { token: token('bob') });
+      await call(bob, 'join', { room });
+      const users = [];
+      for (let i = 0; i < 7; i++) {
+        const s = await connect(i % 2 ? edgeA : edgeB, { token: token(unique(`u${i}`)) });
+        await call(s, 'join', { room });
+        users.push(s);
+      }
+      // bob + 7 = 8 online: per-user events up to 5, then counts.
+      await waitUntil('occupancy reaches 8', () => bob.occupancy.at(-1)?.count === 8);
+      const perUser = online(bob, room);
+      assert.equal(perUser.length, 5, `per-user events only while small: ${JSON.stringify(perUser)}`);
+      const first = bob.occupancy.length;
+      assert.ok(first <= 3, `${first} occupancy events for a burst of 3 joins`);
+      assert.equal((await call(bob, 'presence', { room })).count, 8);
+
+      // Back to 5: one last count, then per-user events again.
+      for (const s of users.slice(4)) await call(s, 'leave', { room });
+      await waitUntil('occupancy ends on 5', () => bob.occupancy.at(-1)?.count === 5);
+      await new Promise((r) => setTimeout(r, 1200));
+      assert.equal(bob.occupancy.at(-1).count, 5);
+      await call(users[0], 'leave', { room });
+      await waitUntil('a per-user offline again', () => online(bob, room).length === 6);
+      assert.equal(online(bob, room).at(-1).online, false);
+      for (const s of [bob, ...users]) s.close();
+    });
+
     it('a direct-message room is private to its two users', async () => {
       const room = `dm:${unique('ada')}:${unique('bob').replace(/^bob/, 'zed')}`;
       const [, a, b] = room.split(':');

@@ -114,6 +114,8 @@ export function standalone(dataDir, extraEnv = {}) {
       TIDINGS_RATE_BURST: '5000',
       TIDINGS_USER_RATE_PER_SEC: '5000',
       TIDINGS_USER_RATE_BURST: '5000',
+      // Small, so a handful of users shows how large rooms behave.
+      TIDINGS_PRESENCE_EVENTS_MAX: '5',
       ...extraEnv,
     }, { port }).start());
 }
@@ -130,6 +132,7 @@ export function distributedEnv(extra = {}) {
     TIDINGS_RATE_BURST: '5000',
     TIDINGS_USER_RATE_PER_SEC: '5000',
     TIDINGS_USER_RATE_BURST: '5000',
+    TIDINGS_PRESENCE_EVENTS_MAX: '5',
     ...extra,
   };
 }
@@ -140,8 +143,12 @@ export function connect(url, auth, { transports = ['websocket'] } = {}) {
     const socket = io(url, { auth, transports, reconnection: false, forceNew: true, timeout: 10000 });
     socket.messages = [];
     socket.typing = [];
+    socket.presence = [];
+    socket.occupancy = [];
     socket.on('message', (m) => socket.messages.push(m));
     socket.on('typing', (t) => socket.typing.push(t));
+    socket.on('presence', (p) => socket.presence.push(p));
+    socket.on('occupancy', (o) => socket.occupancy.push(o));
     socket.once('connect', () => resolve(socket));
     socket.once('connect_error', (err) => {
       socket.close();

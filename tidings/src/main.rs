@@ -49,7 +49,8 @@ enum Command {
     Standalone,
     /// A Socket.IO edge on Kafka and Cassandra/Scylla.
     Edge,
-    /// Run one processor (sequencer, persistence, fanout, typing) or `all`, on Kafka and Cassandra/Scylla.
+    /// Run processors (a comma-separated list of sequencer, persistence, fanout, typing,
+    /// presence) or `all`, on Kafka and Cassandra/Scylla.
     Processor { name: String },
     /// Create the Kafka topics and the Cassandra keyspace and tables; safe to run again.
     Migrate,
@@ -328,20 +329,25 @@ async fn edge(config: Config, shutdown: CancellationToken) -> Result<()> {
     run(log, store, Vec::new(), Some(edge), context, shutdown).await
 }
 
-async fn processor(config: Config, name: &str, shutdown: CancellationToken) -> Result<()> {
-    let processors = if name == "all" {
+async fn processor(config: Config, names: &str, shutdown: CancellationToken) -> Result<()> {
+    let processors = if names == "all" {
         tidings_processors::registry()
     } else {
         let known: Vec<&str> = tidings_processors::registry()
             .iter()
             .map(|p| p.name())
             .collect();
-        vec![tidings_processors::by_name(name).with_context(|| {
-            format!(
-                "unknown processor {name:?}; known: {}, or all",
-                known.join(", ")
-            )
-        })?]
+        names
+            .split(',')
+            .map(|name| {
+                tidings_processors::by_name(name.trim()).with_context(|| {
+                    format!(
+                        "unknown processor {name:?}; known: {}, or all",
+                        known.join(", ")
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?
     };
     let (log, store) = distributed_backends(&config, &shutdown).await?;
     let context = Context {
