@@ -283,7 +283,13 @@ async fn standalone(mut config: Config, shutdown: CancellationToken) -> Result<(
     let store = EmbeddedStore::open(&config.data_dir.join("store.redb"))
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let (log, store): (Arc<dyn Log>, Arc<dyn Store>) = (Arc::new(log), Arc::new(store));
-    let node = node_id(&config, "standalone");
+    // Stable across restarts (unless configured): metric series keep their label, and the
+    // edge's start record tells presence that every connection of the previous run is gone.
+    let node = if config.node_id.is_empty() {
+        "standalone".to_string()
+    } else {
+        config.node_id.clone()
+    };
     let mut edge = edge_config(&config, node.clone())?;
     // A page opened from a local dev server (another port) is the usual first try.
     edge.allow_loopback_origins = true;
