@@ -135,7 +135,7 @@ run_matrix() {
   for pid in "$@"; do pids+=(--server-pid "$pid"); done
   local common=(--target "$target" --label "$label" --url "ws://127.0.0.1:$port" --secret "$SECRET" "${pids[@]}")
   local scenario
-  for scenario in idle connect-rate fanout latency catchup persistence-lag; do
+  for scenario in idle connect-rate fanout latency catchup persistence-lag presence; do
     local args=("${common[@]}")
     [ $QUICK = 1 ] && args+=(--quick)
     echo "== $label: $scenario" >&2

@@ -3,6 +3,7 @@
 //! loopback source addresses. Every scenario is bounded in time and count, targets only
 //! loopback, and prints one JSON record on stdout and a readable line on stderr.
 
+mod presence;
 pub mod sio;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
@@ -108,6 +109,19 @@ pub enum Scenario {
         /// Sending connections sharing the rate (each may have 64 sends awaiting acks).
         #[arg(long, default_value_t = 4)]
         writers: usize,
+    },
+    /// N connections join one room within --spread-secs, then leave it the same way, while
+    /// an observer asks `presence {room}`: presence and occupancy events delivered, server
+    /// CPU, and how long after the last join (leave) ack the answer is exact. Skipped for
+    /// the node baseline (no presence). Defaults: 5,000 over 10 s (--quick 200 over 2 s).
+    Presence {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        connections: Option<usize>,
+        /// Seconds over which the joins (then the leaves) are spread evenly.
+        #[arg(long)]
+        spread_secs: Option<f64>,
     },
 }
 
@@ -246,6 +260,15 @@ pub async fn run(scenario: Scenario) -> Result<()> {
             let rate = rate.unwrap_or(if common.quick { 100.0 } else { 1000.0 });
             let secs = duration_secs.unwrap_or(if common.quick { 2.0 } else { 10.0 });
             persistence_lag(&common, rate, secs, writers.max(1)).await
+        }
+        Scenario::Presence {
+            common,
+            connections,
+            spread_secs,
+        } => {
+            let n = connections.unwrap_or(if common.quick { 200 } else { 5_000 });
+            let spread = spread_secs.unwrap_or(if common.quick { 2.0 } else { 10.0 });
+            presence::run(&common, n, spread).await
         }
     }
 }
