@@ -257,9 +257,13 @@ pub fn dispatch(shared: &Arc<Shared>, d: Delivery) {
                 user,
                 online: d.on.unwrap_or(false),
             };
+            // Only members whose own join presence has seen: one still joining is not in
+            // the count these events follow (in a join storm, most of the room would be).
             // Volatile like typing: `presence {room}` gives the whole picture again.
             entry.for_each(|member| {
-                let _ = member.conn.emit("presence", &out);
+                if member.announced.load(Ordering::Acquire) {
+                    let _ = member.conn.emit("presence", &out);
+                }
             });
         }
         "occupancy" => {
@@ -271,7 +275,9 @@ pub fn dispatch(shared: &Arc<Shared>, d: Delivery) {
             };
             let out = OccupancyOut { room, count };
             entry.for_each(|member| {
-                let _ = member.conn.emit("occupancy", &out);
+                if member.announced.load(Ordering::Acquire) {
+                    let _ = member.conn.emit("occupancy", &out);
+                }
             });
         }
         "message" => {
