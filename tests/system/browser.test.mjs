@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { chromium } from 'playwright-core';
-import { standalone, tempDir } from './harness.mjs';
+import { call, connect, standalone, tempDir } from './harness.mjs';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
@@ -150,6 +150,32 @@ describe('browser chat page', () => {
     await bob.context().close();
     await onlineIs(ada, ['ada (you)']);
     await until(ada, '#online-title', (s) => s === '1 online', 'the count');
+  });
+
+  it('a busy room shows a count instead of the list, and the list again once it is small', async (t) => {
+    const { proc, browser } = await setUp(t);
+    const ada = await openTab(browser, proc.url, 'ada', 'lobby');
+    await onlineIs(ada, ['ada (you)']);
+    // Stock clients join too; the harness sets TIDINGS_PRESENCE_EVENTS_MAX to 5.
+    const join = async (name) => {
+      const res = await fetch(`${proc.url}/dev/token`, { method: 'POST', body: JSON.stringify({ name }),
+        headers: { 'Content-Type': 'application/json' } });
+      const socket = await connect(proc.url, { token: (await res.json()).token });
+      t.after(() => socket.close());
+      assert.equal((await call(socket, 'join', { room: 'lobby' })).ok, true);
+      return socket;
+    };
+    const others = [];
+    for (const name of ['u1', 'u2', 'u3', 'u4', 'u5']) others.push(await join(name));
+    await until(ada, '#online-title', (s) => s === '6 online', 'the count from occupancy');
+    assert.deepEqual(await online(ada), [], 'no list that could not be kept current');
+
+    // Small again: the next presence event brings the whole list back, current.
+    for (const socket of others.splice(0, 3)) socket.close();
+    await until(ada, '#online-title', (s) => s === '3 online', 'the count going down');
+    await join('u6');
+    await onlineIs(ada, ['ada (you)', 'u4', 'u5', 'u6']);
+    await until(ada, '#online-title', (s) => s === '4 online', 'the count');
   });
 
   it('on a 380 px wide screen Join is in view, and Enter in the name or room field joins', async (t) => {
