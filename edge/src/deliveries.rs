@@ -3,7 +3,9 @@
 //! typing notices to local room members.
 
 use crate::errors::{rejected, ClientError};
-use crate::protocol::{EncodedMessage, MessageOut, OccupancyOut, PresenceOut, TypingOut};
+use crate::protocol::{
+    EncodedMessage, MessageOut, OccupancyOut, PacketSize, PresenceOut, TypingOut,
+};
 use crate::rooms::{BufferBound, Member, Offer};
 use crate::state::{lock, Shared};
 use crate::{catchup, rooms::Next};
@@ -35,9 +37,8 @@ pub struct Pending {
     next_id: AtomicU64,
     sends: Waiters<SendKey, SendOutcome>,
     joins: Waiters<JoinKey, i64>,
-    /// History's read-your-writes barrier: (conn, room, nonce) → the room's head.
-    heads: Waiters<SendKey, i64>,
-    /// Presence and status questions: (conn, nonce) → the answer.
+    /// Questions answered by a processor (history's `head`, `presence`, `status`):
+    /// (conn, nonce) → the answer.
     answers: Waiters<JoinKey, Delivery>,
 }
 
@@ -99,16 +100,6 @@ impl Pending {
             id,
             (conn.into(), room.into(), client_id.into()),
         )
-    }
-
-    pub fn wait_head(
-        &self,
-        conn: &str,
-        room: &str,
-        nonce: &str,
-    ) -> (Waiting<'_, SendKey, i64>, oneshot::Receiver<i64>) {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        wait(&self.heads, id, (conn.into(), room.into(), nonce.into()))
     }
 
     pub fn wait_answer(
@@ -229,17 +220,7 @@ pub fn dispatch(shared: &Arc<Shared>, d: Delivery) {
             };
             answer(&shared.pending.joins, &(conn, room), d.seq.unwrap_or(0));
         }
-        "head" => {
-            let (Some(conn), Some(room), Some(nonce)) = (d.conn, d.room, d.client_id) else {
-                return;
-            };
-            answer(
-                &shared.pending.heads,
-                &(conn, room, nonce),
-                d.seq.unwrap_or(0),
-            );
-        }
-        "presence-answer" | "status-answer" => {
+        "head" | "presence-answer" | "status-answer" => {
             let (Some(conn), Some(nonce)) = (d.conn.clone(), d.client_id.clone()) else {
                 return;
             };
@@ -249,36 +230,19 @@ pub fn dispatch(shared: &Arc<Shared>, d: Delivery) {
             let (Some(room), Some(user)) = (d.room, d.user) else {
                 return;
             };
-            let Some(entry) = shared.rooms.get(&room) else {
-                return;
-            };
             let out = PresenceOut {
                 room,
                 user,
                 online: d.on.unwrap_or(false),
             };
-            // Only members whose own join presence has seen: one still joining is not in
-            // the count these events follow (in a join storm, most of the room would be).
-            // Volatile like typing: `presence {room}` gives the whole picture again.
-            entry.for_each(|member| {
-                if member.announced.load(Ordering::Acquire) {
-                    let _ = member.conn.emit("presence", &out);
-                }
-            });
+            to_announced_members(shared, &out.room, "presence", &out);
         }
         "occupancy" => {
             let (Some(room), Some(count)) = (d.room, d.count) else {
                 return;
             };
-            let Some(entry) = shared.rooms.get(&room) else {
-                return;
-            };
             let out = OccupancyOut { room, count };
-            entry.for_each(|member| {
-                if member.announced.load(Ordering::Acquire) {
-                    let _ = member.conn.emit("occupancy", &out);
-                }
-            });
+            to_announced_members(shared, &out.room, "occupancy", &out);
         }
         "message" => {
             let (Some(room), Some(seq)) = (d.room, d.seq) else {
@@ -335,6 +299,25 @@ pub fn dispatch(shared: &Arc<Shared>, d: Delivery) {
         }
         other => tracing::debug!(kind = other, "ignoring delivery"),
     }
+}
+
+/// Emits a presence notice to the members of `room` whose own join presence has seen: one
+/// still joining is not in the count these notices follow (in a join storm, most of the room
+/// would be). Volatile like typing: `presence {room}` gives the whole picture again.
+fn to_announced_members<T: serde::Serialize + PacketSize>(
+    shared: &Shared,
+    room: &str,
+    event: &str,
+    out: &T,
+) {
+    let Some(entry) = shared.rooms.get(room) else {
+        return;
+    };
+    entry.for_each(|member| {
+        if member.announced.load(Ordering::Acquire) {
+            let _ = member.conn.emit(event, out);
+        }
+    });
 }
 
 /// Brings a membership that is not live up to date: emits buffered messages in order, reading

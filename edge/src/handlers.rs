@@ -231,30 +231,46 @@ fn reply(shared: &Arc<Shared>, conn: &Conn, ack: AckSender, result: Result<Reply
     }
 }
 
+/// A client event of `conn` about `room`.
 fn event(shared: &Shared, conn: &Conn, kind: &str, room: &str) -> ClientEvent {
+    client_event(shared, kind, Some(conn), Some(room))
+}
+
+/// A client event from this edge; `conn` empty for the edge's own records (presence).
+pub(crate) fn client_event(
+    shared: &Shared,
+    kind: &str,
+    conn: Option<&Conn>,
+    room: Option<&str>,
+) -> ClientEvent {
     ClientEvent {
         event_id: uuid::Uuid::new_v4().to_string(),
         kind: kind.to_string(),
-        room: Some(room.to_string()),
-        user: Some(conn.user.clone()),
+        room: room.map(str::to_string),
+        user: conn.map(|c| c.user.clone()),
         ts: now_ms(),
         trace_id: uuid::Uuid::new_v4().to_string(),
         node: shared.config.node.clone(),
-        conn: conn.id.clone(),
+        conn: conn.map(|c| c.id.clone()).unwrap_or_default(),
         client_id: None,
         text: None,
         on: None,
-        user_name: conn.name.clone(),
+        user_name: conn.and_then(|c| c.name.clone()),
         users: None,
     }
 }
 
-async fn produce(shared: &Shared, topic: &str, ev: &ClientEvent) -> Result<(), ClientError> {
-    let room = ev.room.clone().unwrap_or_default();
+/// Appends a client event, keyed by its room (or, without one, by this edge).
+pub(crate) async fn produce(
+    shared: &Shared,
+    topic: &str,
+    ev: &ClientEvent,
+) -> Result<(), ClientError> {
+    let key = ev.room.clone().unwrap_or_else(|| ev.node.clone());
     let bytes = ev
         .encode()
         .map_err(|e| ClientError::invalid(format!("cannot encode: {e}")))?;
-    let record = OutRecord::new(topic, room, bytes).with_header("trace_id", ev.trace_id.clone());
+    let record = OutRecord::new(topic, key, bytes).with_header("trace_id", ev.trace_id.clone());
     shared.log.produce(record).await?;
     Ok(())
 }
@@ -515,20 +531,17 @@ async fn history(
 /// the sequencer for the room's head through the log (behind every send it has acked), then
 /// waits, bounded, for persistence to store up to it.
 async fn read_your_writes(shared: &Shared, conn: &Conn, room: &str) -> Result<(), ClientError> {
-    let nonce = uuid::Uuid::new_v4().to_string();
-    let (waiting, answer) = shared.pending.wait_head(&conn.id, room, &nonce);
-    let mut ev = event(shared, conn, "head", room);
-    ev.client_id = Some(nonce);
-    produce(shared, topics::CLIENT_EVENTS, &ev).await?;
-    let head = match tokio::time::timeout(shared.config.reply_timeout, answer).await {
-        Ok(Ok(head)) => head,
-        _ => {
-            return Err(ClientError::unavailable(
-                "no answer from the sequencer in time",
-            ))
-        }
-    };
-    drop(waiting);
+    let question = event(shared, conn, "head", room);
+    let head = ask(
+        shared,
+        conn,
+        topics::CLIENT_EVENTS,
+        question,
+        "the sequencer",
+    )
+    .await?
+    .seq
+    .unwrap_or(0);
     let deadline = Instant::now() + shared.config.catchup_timeout;
     while shared.store.head(room).await? < head {
         if Instant::now() >= deadline {
@@ -539,6 +552,28 @@ async fn read_your_writes(shared: &Shared, conn: &Conn, room: &str) -> Result<()
         tokio::time::sleep(catchup::POLL).await;
     }
     Ok(())
+}
+
+/// Appends `question` to `topic` with a fresh nonce and waits for the processor's answer.
+async fn ask(
+    shared: &Shared,
+    conn: &Conn,
+    topic: &str,
+    mut question: ClientEvent,
+    who: &str,
+) -> Result<tidings_schemas::Delivery, ClientError> {
+    let nonce = uuid::Uuid::new_v4().to_string();
+    question.client_id = Some(nonce.clone());
+    let (waiting, answer) = shared.pending.wait_answer(&conn.id, &nonce);
+    produce(shared, topic, &question).await?;
+    let answer = tokio::time::timeout(shared.config.reply_timeout, answer).await;
+    drop(waiting);
+    match answer {
+        Ok(Ok(d)) => Ok(d),
+        _ => Err(ClientError::unavailable(format!(
+            "no answer from {who} in time"
+        ))),
+    }
 }
 
 async fn typing(
@@ -571,8 +606,8 @@ async fn presence_of_room(
     if !conn.rooms().contains_key(&req.room) {
         return Err(ClientError::NotJoined);
     }
-    let question = presence::record(&shared, "presence", Some(&conn), Some(&req.room));
-    let answer = presence::ask(&shared, &conn, question).await?;
+    let question = event(&shared, &conn, "presence", &req.room);
+    let answer = ask(&shared, &conn, topics::PRESENCE, question, "presence").await?;
     let users: Vec<Value> = answer
         .users
         .unwrap_or_default()
@@ -597,9 +632,9 @@ async fn status(
     _: Option<Turn>,
 ) -> Result<Reply, ClientError> {
     let users = protocol::parse_status(&data)?;
-    let mut question = presence::record(&shared, "status", Some(&conn), None);
+    let mut question = client_event(&shared, "status", Some(&conn), None);
     question.users = Some(users);
-    let answer = presence::ask(&shared, &conn, question).await?;
+    let answer = ask(&shared, &conn, topics::PRESENCE, question, "presence").await?;
     let users: Vec<Value> = answer
         .users
         .unwrap_or_default()

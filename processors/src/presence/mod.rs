@@ -39,8 +39,6 @@ pub const GROUP: &str = "tidings-presence";
 pub const SNAPSHOT: &str = "presence";
 /// Most users in a `presence` answer (then `truncated`).
 pub const MAX_ANSWER_USERS: usize = 1000;
-/// Most users one `status` question may ask about.
-pub const MAX_STATUS_USERS: usize = 100;
 /// Records per poll.
 const BATCH: usize = 1000;
 /// How long a poll waits: also the resolution of the occupancy and liveness clocks.
@@ -286,7 +284,7 @@ fn apply(
                 .clone()
                 .unwrap_or_default()
                 .into_iter()
-                .take(MAX_STATUS_USERS)
+                .take(MAX_USERS_PER_CALL)
                 .map(|u| {
                     let online = state.is_online(&u);
                     (u, online)
