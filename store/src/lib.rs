@@ -22,6 +22,12 @@ pub const MAX_READ_LIMIT: usize = 10_000;
 pub const MAX_SNAPSHOT_BYTES: usize = 8 << 20;
 /// Most users one `last_seen` call asks about.
 pub const MAX_USERS_PER_CALL: usize = 1000;
+/// Longest user id (a JWT `sub`) in the inbox tables, in bytes.
+pub const MAX_USER_LEN: usize = 128;
+/// Most rooms [`Store::inbox_rooms`] returns for one user (G7): the inbox is built from these.
+pub const MAX_INBOX_ROOMS: usize = 1000;
+/// Most rows of each kind in one [`InboxUpdate`].
+pub const MAX_INBOX_UPDATE: usize = 10_000;
 
 /// A message as stored: one sequenced entry of a room's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +41,37 @@ pub struct StoredMessage {
     pub text: String,
     /// Server time (ms) when the seq was assigned.
     pub ts: i64,
+}
+
+/// What the inbox processor derives from a stretch of the room log. Every part is
+/// idempotent, so the same update may be written again after a crash.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InboxUpdate {
+    /// (user, room): the room belongs in the user's inbox (a DM room with a message, a room
+    /// where they were mentioned).
+    pub rooms: Vec<(String, String)>,
+    /// (user, room, seq): a message the user sent (unread counts leave them out).
+    pub sent: Vec<(String, String, i64)>,
+    /// (user, room, seq): a message that mentions the user.
+    pub mentions: Vec<(String, String, i64)>,
+    /// Rooms' newest messages; an older one never replaces a newer one.
+    pub last: Vec<StoredMessage>,
+}
+
+impl InboxUpdate {
+    pub fn is_empty(&self) -> bool {
+        self.rooms.is_empty()
+            && self.sent.is_empty()
+            && self.mentions.is_empty()
+            && self.last.is_empty()
+    }
+}
+
+/// A room in a user's inbox and how far they read it (0: never marked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxRoom {
+    pub room: String,
+    pub read: i64,
 }
 
 /// Which way a read walks the room.
@@ -171,6 +208,69 @@ fn check_users(count: usize) -> Result<()> {
     Ok(())
 }
 
+fn check_user(user: &str) -> Result<()> {
+    if user.is_empty() || user.len() > MAX_USER_LEN {
+        return Err(StoreError::Invalid {
+            what: "user",
+            why: "must be 1 to 128 bytes",
+        });
+    }
+    Ok(())
+}
+
+/// What both backends refuse in an inbox update before writing any of it.
+fn check_inbox_update(update: &InboxUpdate) -> Result<()> {
+    let too_many = [
+        update.rooms.len(),
+        update.sent.len(),
+        update.mentions.len(),
+        update.last.len(),
+    ]
+    .into_iter()
+    .any(|n| n > MAX_INBOX_UPDATE);
+    if too_many {
+        return Err(StoreError::Invalid {
+            what: "inbox update",
+            why: "at most 10000 rows of each kind",
+        });
+    }
+    for (user, room) in &update.rooms {
+        check_user(user)?;
+        check_room(room)?;
+    }
+    for (user, room, seq) in update.sent.iter().chain(&update.mentions) {
+        check_user(user)?;
+        check_room(room)?;
+        check_seq(*seq)?;
+    }
+    for m in &update.last {
+        validate(m)?;
+    }
+    Ok(())
+}
+
+fn check_seq(seq: i64) -> Result<()> {
+    if seq < 1 {
+        return Err(StoreError::Invalid {
+            what: "seq",
+            why: "must be 1 or more",
+        });
+    }
+    Ok(())
+}
+
+fn check_marker(user: &str, room: &str, seq: i64) -> Result<()> {
+    check_user(user)?;
+    check_room(room)?;
+    if seq < 0 {
+        return Err(StoreError::Invalid {
+            what: "read marker",
+            why: "must be 0 or more",
+        });
+    }
+    Ok(())
+}
+
 fn check_range(room: &str, range: &SeqRange) -> Result<()> {
     check_room(room)?;
     if range.limit == 0 || range.limit > MAX_READ_LIMIT {
@@ -222,6 +322,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records when users were last seen; an older time never replaces a newer one.
     async fn set_last_seen(&self, seen: &[(String, i64)]) -> Result<()>;
+
+    /// Writes what the inbox processor derived: `rooms`, `sent` and `mentions` before `last`,
+    /// so a reader that sees a room's `last` also sees every row up to it.
+    async fn update_inbox(&self, update: &InboxUpdate) -> Result<()>;
+
+    /// A user's read marker in a room, `None` if never set.
+    async fn read_marker(&self, user: &str, room: &str) -> Result<Option<i64>>;
+
+    /// Sets a read marker and puts the room in the user's inbox. A marker never moves back:
+    /// a lower `seq` than the stored one changes nothing.
+    async fn set_read_marker(&self, user: &str, room: &str, seq: i64) -> Result<()>;
+
+    /// The rooms in a user's inbox with their read markers (0 where none was set), in room
+    /// name order, at most [`MAX_INBOX_ROOMS`].
+    async fn inbox_rooms(&self, user: &str) -> Result<Vec<InboxRoom>>;
+
+    /// A room's newest message as the inbox processor recorded it.
+    async fn last_message(&self, room: &str) -> Result<Option<StoredMessage>>;
+
+    /// In a room, how many messages after seq `after` the user sent, and how many mention
+    /// them.
+    async fn counts_after(&self, user: &str, room: &str, after: i64) -> Result<(i64, i64)>;
 
     /// `Ok` when writes can be taken now, else why not (`unavailable`). Cheap enough for a
     /// readiness probe every few seconds: Cassandra answers one small write within a short
