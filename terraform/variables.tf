@@ -57,7 +57,7 @@ variable "edge_replicas" {
 }
 
 variable "processor_replicas" {
-  description = "Replicas per processor; each scales on its own through its consumer group."
+  description = "Replicas per processor; each scales on its own through its consumer group (presence reads one partition: more than 1 only stands by)."
   type        = map(number)
-  default     = { sequencer = 2, persistence = 2, fanout = 2, typing = 1 }
+  default     = { sequencer = 2, persistence = 2, fanout = 2, typing = 1, presence = 1, inbox = 2 }
 }

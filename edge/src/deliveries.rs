@@ -4,7 +4,8 @@
 
 use crate::errors::{rejected, ClientError};
 use crate::protocol::{
-    EncodedMessage, MessageOut, OccupancyOut, PacketSize, PresenceOut, TypingOut,
+    EncodedMessage, MessageOut, NotifyOut, OccupancyOut, PacketSize, PresenceOut, ReadOut,
+    TypingOut,
 };
 use crate::rooms::{BufferBound, Member, Offer};
 use crate::state::{lock, Shared};
@@ -243,6 +244,57 @@ pub fn dispatch(shared: &Arc<Shared>, d: Delivery) {
             };
             let out = OccupancyOut { room, count };
             to_announced_members(shared, &out.room, "occupancy", &out);
+        }
+        "notify" => {
+            let (Some(room), Some(seq), Some(to)) = (d.room, d.seq, d.to) else {
+                return;
+            };
+            let out = NotifyOut {
+                room,
+                seq,
+                from: d.user.unwrap_or_default(),
+                text: d.text.unwrap_or_default(),
+                kind: d.reason.unwrap_or_default(),
+            };
+            // Volatile like presence: `inbox` has it for good.
+            for conn in shared.users.conns_of(&to) {
+                if !conn.rooms().contains_key(&out.room) {
+                    let _ = conn.emit("notify", &out);
+                }
+            }
+        }
+        "read" => {
+            let (Some(room), Some(seq), Some(to)) = (d.room, d.seq, d.to) else {
+                return;
+            };
+            let out = ReadOut {
+                room,
+                user: None,
+                seq,
+            };
+            for conn in shared.users.conns_of(&to) {
+                if d.conn.as_deref() != Some(conn.id.as_str()) {
+                    let _ = conn.emit("read", &out);
+                }
+            }
+        }
+        "receipt" => {
+            let (Some(room), Some(seq), Some(user)) = (d.room, d.seq, d.user) else {
+                return;
+            };
+            let Some(entry) = shared.rooms.get(&room) else {
+                return;
+            };
+            let out = ReadOut {
+                room,
+                user: Some(user),
+                seq,
+            };
+            entry.for_each(|member| {
+                if Some(&member.conn.user) != out.user.as_ref() {
+                    let _ = member.conn.emit("receipt", &out);
+                }
+            });
         }
         "message" => {
             let (Some(room), Some(seq)) = (d.room, d.seq) else {

@@ -13,6 +13,7 @@ use crate::presence;
 use crate::protocol::{self, approx_json_size};
 use crate::rooms::Member;
 use crate::state::{now_ms, Shared};
+use crate::users;
 use crate::wire::Wire;
 use serde_json::{json, Value};
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
@@ -21,7 +22,7 @@ use socketioxide::SocketIo;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tidings_log::{topics, OutRecord};
 use tidings_schemas::{ClientEvent, LogRecord};
 
@@ -94,6 +95,11 @@ fn on_connect(shared: Arc<Shared>, s: SocketRef, claims: Claims, user_slot: User
         wire.set_authenticated();
     }
     presence::online(&shared, &conn);
+    {
+        let entry = shared.users.add(&conn);
+        let (shared, user) = (shared.clone(), conn.user.clone());
+        tokio::spawn(async move { users::announce(&shared, &user, &entry).await });
+    }
 
     on(&s, "join", &shared, &conn, Bounded::InFlight, join);
     on(&s, "leave", &shared, &conn, Bounded::InFlight, leave);
@@ -109,6 +115,8 @@ fn on_connect(shared: Arc<Shared>, s: SocketRef, claims: Claims, user_slot: User
         presence_of_room,
     );
     on(&s, "status", &shared, &conn, Bounded::InFlight, status);
+    on(&s, "read", &shared, &conn, Bounded::InFlight, read);
+    on(&s, "inbox", &shared, &conn, Bounded::InFlight, inbox);
 
     {
         let (shared, conn) = (shared.clone(), conn.clone());
@@ -257,6 +265,7 @@ pub(crate) fn client_event(
         on: None,
         user_name: conn.and_then(|c| c.name.clone()),
         users: None,
+        seq: None,
     }
 }
 
@@ -644,9 +653,122 @@ async fn status(
     Ok(ok_ack(json!({ "users": users })).into())
 }
 
+/// How long `read` waits for the inbox to hold its marker, so an `inbox` right after it
+/// shows it. The marker is durable once the sequencer acked it, so past this the ack is
+/// sent anyway.
+const READ_SETTLE: Duration = Duration::from_secs(3);
+
+/// `read {room, seq}`: the user has read `room` up to `seq` (at most the head).
+async fn read(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    data: Value,
+    _: Option<Turn>,
+) -> Result<Reply, ClientError> {
+    let req = protocol::parse_read(&data)?;
+    check_access(&conn, &req.room)?;
+    // Through the sequencer, which checks it against the head and orders it in the room log.
+    let nonce = uuid::Uuid::new_v4().to_string();
+    let (waiting, answer) = shared.pending.wait_send(&conn.id, &req.room, &nonce);
+    let mut ev = event(&shared, &conn, "read", &req.room);
+    ev.client_id = Some(nonce);
+    ev.seq = Some(req.seq);
+    produce(&shared, topics::CLIENT_EVENTS, &ev).await?;
+    let outcome = tokio::time::timeout(shared.config.reply_timeout, answer).await;
+    drop(waiting);
+    match outcome {
+        Ok(Ok(SendOutcome::Acked { .. })) => {}
+        Ok(Ok(SendOutcome::Rejected(e))) => return Err(e),
+        _ => return Err(ClientError::unavailable("no answer to read in time")),
+    }
+    let deadline = Instant::now() + READ_SETTLE;
+    loop {
+        let marker = shared.store.read_marker(&conn.user, &req.room).await?;
+        if marker.is_some_and(|m| m >= req.seq) || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(catchup::POLL).await;
+    }
+    Ok(ok_ack(json!({})).into())
+}
+
+/// Most rooms an `inbox` answer lists.
+pub const INBOX_ROOMS: usize = 200;
+/// Characters of a room's newest message an `inbox` answer shows (the whole text is in
+/// `history`): 200 rooms stay well inside the reply's byte budget.
+pub const INBOX_PREVIEW_CHARS: usize = 256;
+/// Store look-ups in flight for one `inbox`.
+const INBOX_LOOKUPS: usize = 16;
+
+/// `inbox {}`: the user's DM rooms with messages, rooms they marked read and rooms they were
+/// mentioned in, newest activity first, with unread and mention counts.
+async fn inbox(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    data: Value,
+    _: Option<Turn>,
+) -> Result<Reply, ClientError> {
+    use futures::{StreamExt, TryStreamExt};
+    protocol::parse_inbox(&data)?;
+    let store = &shared.store;
+    let rooms: Vec<tidings_store::InboxRoom> = store
+        .inbox_rooms(&conn.user)
+        .await?
+        .into_iter()
+        .filter(|r| tidings_schemas::rooms::may_access(&r.room, &conn.user))
+        .collect();
+    let lookups: Vec<_> = rooms.iter().map(|r| store.last_message(&r.room)).collect();
+    let lasts: Vec<Option<tidings_store::StoredMessage>> = futures::stream::iter(lookups)
+        .buffered(INBOX_LOOKUPS)
+        .try_collect()
+        .await?;
+    let mut listed: Vec<(
+        tidings_store::InboxRoom,
+        Option<tidings_store::StoredMessage>,
+    )> = rooms.into_iter().zip(lasts).collect();
+    // Newest activity first; rooms without a message last.
+    listed.sort_by(|(a, la), (b, lb)| {
+        let ts = |l: &Option<tidings_store::StoredMessage>| l.as_ref().map(|m| m.ts);
+        ts(lb).cmp(&ts(la)).then_with(|| a.room.cmp(&b.room))
+    });
+    listed.truncate(INBOX_ROOMS);
+    let lookups: Vec<_> = listed
+        .iter()
+        .map(|(r, _)| store.counts_after(&conn.user, &r.room, r.read))
+        .collect();
+    let counts: Vec<(i64, i64)> = futures::stream::iter(lookups)
+        .buffered(INBOX_LOOKUPS)
+        .try_collect()
+        .await?;
+    let out: Vec<Value> = listed
+        .into_iter()
+        .zip(counts)
+        .map(|((r, last), (own, mentions))| {
+            let head = last.as_ref().map_or(0, |m| m.seq).max(r.read);
+            let unread = (head - r.read - own).max(0);
+            let last = last.map(|m| {
+                let text: String = m.text.chars().take(INBOX_PREVIEW_CHARS).collect();
+                json!({ "seq": m.seq, "from": m.from, "text": text, "ts": m.ts })
+            });
+            json!({
+                "room": r.room,
+                "head": head,
+                "read": r.read,
+                "unread": unread,
+                "mentions": mentions,
+                "last": last,
+            })
+        })
+        .collect();
+    Ok(ok_ack(json!({ "rooms": out })).into())
+}
+
 async fn on_disconnect(shared: Arc<Shared>, conn: Arc<Conn>) {
     conn.closed();
     presence::offline(&shared, &conn).await;
+    if let Some(entry) = shared.users.remove(&conn) {
+        users::announce(&shared, &conn.user, &entry).await;
+    }
     shared.sessions.remove(&conn.id);
     shared.metrics.connections.dec();
     let members: Vec<Arc<Member>> = conn.rooms().values().cloned().collect();

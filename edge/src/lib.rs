@@ -23,6 +23,7 @@ mod presence;
 pub mod protocol;
 mod rooms;
 mod state;
+mod users;
 mod wire;
 
 pub use config::EdgeConfig;
@@ -72,6 +73,7 @@ pub async fn serve_on(
         verifier: auth::Verifier::new(&config.jwt_secret),
         rooms: rooms::Rooms::default(),
         pending: deliveries::Pending::default(),
+        users: users::Users::default(),
         admission: admission::Admission::new(&config),
         origins: admission::OriginPolicy::new(&config),
         sessions: Arc::new(wire::Sessions::default()),

@@ -153,6 +153,59 @@ impl PacketSize for OccupancyOut {
     }
 }
 
+/// `read {room, seq}` to a user's other connections; `receipt {room, user, seq}` to the
+/// room's other members (`user` set).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReadOut {
+    pub room: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    pub seq: i64,
+}
+
+impl PacketSize for ReadOut {
+    fn packet_size(&self) -> usize {
+        self.room.len() + self.user.as_ref().map_or(0, String::len) + 48
+    }
+}
+
+/// `notify {room, seq, from, text, kind}`: a DM to the user or a mention of them, for a
+/// connection that has not joined the room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotifyOut {
+    pub room: String,
+    pub seq: i64,
+    pub from: String,
+    pub text: String,
+    pub kind: String,
+}
+
+impl PacketSize for NotifyOut {
+    fn packet_size(&self) -> usize {
+        self.room.len() + self.from.len() + self.text.len() + self.kind.len() + 64
+    }
+}
+
+/// `read {room, seq}` from a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadReq {
+    pub room: String,
+    pub seq: i64,
+}
+
+pub fn parse_read(v: &Value) -> Result<ReadReq, ClientError> {
+    let m = object(v)?;
+    let room = room(m)?;
+    let seq =
+        opt_seq(m, "seq")?.ok_or_else(|| ClientError::invalid("seq (integer >= 0) is required"))?;
+    Ok(ReadReq { room, seq })
+}
+
+/// `inbox {}`: takes nothing, but the payload must still be an object.
+pub fn parse_inbox(v: &Value) -> Result<(), ClientError> {
+    object(v).map(|_| ())
+}
+
 /// Most users one `status` asks about.
 pub const MAX_STATUS_USERS: usize = 100;
 /// Longest user id a `status` may name (the longest `sub` a token may carry).

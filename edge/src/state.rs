@@ -6,6 +6,7 @@ use crate::config::EdgeConfig;
 use crate::deliveries::Pending;
 use crate::metrics::Metrics;
 use crate::rooms::Rooms;
+use crate::users::Users;
 use crate::wire::Sessions;
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,6 +21,8 @@ pub struct Shared {
     pub verifier: Verifier,
     pub rooms: Rooms,
     pub pending: Pending,
+    /// The users this edge has connections of, by `sub`.
+    pub users: Users,
     pub admission: Arc<Admission>,
     pub origins: OriginPolicy,
     pub sessions: Arc<Sessions>,

@@ -8,11 +8,14 @@
 //! - [`typing`]: typing notices → one delivery per hosting edge.
 //! - [`presence`]: connection lifecycle → who is online per room and user, `presence` and
 //!   `occupancy` deliveries, answers to presence questions, `last_seen` in the store.
+//! - [`inbox`]: room log → read markers, the DM and mention index, `read`, `receipt` and
+//!   `notify` deliveries.
 //!
 //! All implement [`Processor`] and are listed in one place, [`registry`].
 
 pub mod dead_letter;
 pub mod fanout;
+pub mod inbox;
 pub mod persistence;
 pub mod presence;
 pub mod registry;

@@ -1,6 +1,7 @@
 //! The one list of processors. Adding one means adding a line here.
 
 use crate::fanout::Fanout;
+use crate::inbox::Inbox;
 use crate::persistence::Persistence;
 use crate::presence::PresenceProcessor;
 use crate::sequencer::Sequencer;
@@ -15,10 +16,11 @@ pub fn registry() -> Vec<Box<dyn Processor>> {
         Box::new(Fanout),
         Box::new(Typing),
         Box::new(PresenceProcessor),
+        Box::new(Inbox),
     ]
 }
 
-/// The processor called `name` (`sequencer`, `persistence`, `fanout`, `typing`, `presence`).
+/// The processor called `name` (`sequencer`, `persistence`, `fanout`, `typing`, `presence`, `inbox`).
 pub fn by_name(name: &str) -> Option<Box<dyn Processor>> {
     registry().into_iter().find(|p| p.name() == name)
 }
@@ -32,7 +34,14 @@ mod tests {
         let names: Vec<_> = registry().iter().map(|p| p.name()).collect();
         assert_eq!(
             names,
-            ["sequencer", "persistence", "fanout", "typing", "presence"]
+            [
+                "sequencer",
+                "persistence",
+                "fanout",
+                "typing",
+                "presence",
+                "inbox"
+            ]
         );
         for name in names {
             assert_eq!(by_name(name).map(|p| p.name()), Some(name));

@@ -155,6 +155,7 @@ impl Run {
             on: None,
             user_name: None,
             users: None,
+            seq: None,
         }
     }
 

@@ -157,6 +157,7 @@ fn event(kind: &str, edge: &str, room: &str) -> ClientEvent {
         on: None,
         user_name: None,
         users: None,
+        seq: None,
     }
 }
 

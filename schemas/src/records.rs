@@ -76,6 +76,9 @@ pub struct ClientEvent {
     /// v2: the users a `status` question asks about.
     #[serde(default)]
     pub users: Option<Vec<String>>,
+    /// v3: `read`: the seq the room is read up to.
+    #[serde(default)]
+    pub seq: Option<i64>,
 }
 
 impl LogRecord for ClientEvent {
@@ -134,6 +137,12 @@ pub struct Delivery {
     /// v2: the answer to a presence or status question.
     #[serde(default)]
     pub users: Option<Vec<PresenceEntry>>,
+    /// v3: the user whose connections get a `read` or `notify`.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// v3: why a `notify`: `dm` or `mention`.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// One user in a presence or status answer. See `delivery.v2.avsc`.
@@ -181,6 +190,8 @@ impl Delivery {
             count: None,
             truncated: None,
             users: None,
+            to: None,
+            reason: None,
         }
     }
 }
@@ -257,6 +268,8 @@ mod tests {
                 online: Some(true),
                 last_seen: None,
             }]),
+            to: Some("bob".into()),
+            reason: Some("dm".into()),
         };
         assert_eq!(
             Delivery::decode(&delivery.encode().unwrap()).unwrap(),

@@ -59,9 +59,11 @@ macro_rules! version {
 pub static VERSIONS: &[SchemaVersion] = &[
     version!(ClientEvent, 1, 101, "client_event.v1.avsc"),
     version!(ClientEvent, 2, 102, "client_event.v2.avsc"),
+    version!(ClientEvent, 3, 103, "client_event.v3.avsc"),
     version!(RoomEvent, 1, 201, "room_event.v1.avsc"),
     version!(Delivery, 1, 301, "delivery.v1.avsc"),
     version!(Delivery, 2, 302, "delivery.v2.avsc"),
+    version!(Delivery, 3, 303, "delivery.v3.avsc"),
     version!(Subscription, 1, 401, "subscription.v1.avsc"),
 ];
 

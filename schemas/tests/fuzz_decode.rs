@@ -112,12 +112,14 @@ fn client_event() -> impl Strategy<Value = ClientEvent> {
             opt_text(),
         ),
         prop::option::of(prop::collection::vec(text(), 0..4)),
+        any::<Option<i64>>(),
     )
         .prop_map(
             |(
                 (event_id, kind, room, user, ts, trace_id),
                 (node, conn, client_id, text, on, user_name),
                 users,
+                seq,
             )| ClientEvent {
                 event_id,
                 kind,
@@ -132,6 +134,7 @@ fn client_event() -> impl Strategy<Value = ClientEvent> {
                 on,
                 user_name,
                 users,
+                seq,
             },
         )
 }
@@ -179,6 +182,7 @@ fn delivery() -> impl Strategy<Value = Delivery> {
             any::<Option<bool>>(),
             prop::option::of(prop::collection::vec(presence_entry(), 0..4)),
         ),
+        (opt_text(), opt_text()),
     )
         .prop_map(
             |(
@@ -186,6 +190,7 @@ fn delivery() -> impl Strategy<Value = Delivery> {
                 (node, edge, conn, seq, client_id),
                 (text, msg_ts, on, error_code, error_message),
                 (user_name, count, truncated, users),
+                (to, reason),
             )| Delivery {
                 event_id,
                 kind,
@@ -207,6 +212,8 @@ fn delivery() -> impl Strategy<Value = Delivery> {
                 count,
                 truncated,
                 users,
+                to,
+                reason,
             },
         )
 }

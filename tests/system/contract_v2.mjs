@@ -221,5 +221,161 @@ export function contractV2Suite(name, setup) {
       assert.deepEqual((await call(ada, 'history', { room })).messages.map((m) => m.id), ['hi']);
       for (const s of [ada, bob, eve]) s.close();
     });
+
+    const dmRoom = (x, y) => (x < y ? `dm:${x}:${y}` : `dm:${y}:${x}`);
+    const inboxOf = async (socket) => {
+      const reply = await call(socket, 'inbox', {});
+      assert.equal(reply.ok, true, JSON.stringify(reply));
+      return reply.rooms;
+    };
+    const entry = async (socket, room) => (await inboxOf(socket)).find((r) => r.room === room);
+    // Edges announce their users asynchronously: until the inbox processor has heard of a
+    // user's connection, notices for it have nowhere to go. A probe user mentions them in a
+    // room of its own until a notice arrives.
+    const reachable = async (socket, user) => {
+      const probe = await connect(edgeA, { token: token(unique('probe')) });
+      const room = unique('probe');
+      await call(probe, 'join', { room });
+      let i = 0;
+      await waitUntil(`${user} reachable by notify`, async () => {
+        await call(probe, 'send', { room, id: `p${i++}`, text: `@${user} ping` });
+        await new Promise((r) => setTimeout(r, 100));
+        return socket.notify.some((n) => n.room === room);
+      });
+      probe.close();
+      socket.notify = [];
+    };
+
+    it('read markers: checked against the head, never move back, reach the other connections and members', async () => {
+      const room = unique('reads');
+      const [a, b] = [unique('ada'), unique('bob')];
+      const phone = await connect(edgeA, { token: token(a) });
+      const laptop = await connect(edgeB, { token: token(a) });
+      const bob = await connect(edgeB, { token: token(b) });
+      await call(phone, 'join', { room });
+      await call(bob, 'join', { room });
+      for (let i = 1; i <= 3; i++) await call(bob, 'send', { room, id: `m${i}`, text: `line ${i}` });
+      await reachable(laptop, a);
+
+      for (const bad of [{ room, seq: 4 }, { room, seq: -1 }, { room }, { room, seq: 'x' }, { seq: 1 }]) {
+        const ack = await call(phone, 'read', bad);
+        assert.equal(ack.error?.code, 'invalid', `${JSON.stringify(bad)} → ${JSON.stringify(ack)}`);
+      }
+      assert.deepEqual(await call(phone, 'read', { room, seq: 2 }), { ok: true });
+      // Read its writes: the inbox right after the ack has the marker.
+      assert.equal((await entry(phone, room)).read, 2);
+      await waitUntil('the laptop hears of it', () => laptop.reads.length === 1);
+      assert.deepEqual(laptop.reads, [{ room, seq: 2 }]);
+      await waitUntil('bob gets a receipt', () => bob.receipts.length === 1);
+      assert.deepEqual(bob.receipts, [{ room, user: a, seq: 2 }]);
+
+      // Older and equal markers are acknowledged and change nothing.
+      assert.deepEqual(await call(laptop, 'read', { room, seq: 1 }), { ok: true });
+      assert.deepEqual(await call(laptop, 'read', { room, seq: 2 }), { ok: true });
+      assert.deepEqual(await call(laptop, 'read', { room, seq: 3 }), { ok: true });
+      await waitUntil('the phone hears of 3', () => phone.reads.length === 1);
+      await waitUntil('bob gets the receipt for 3', () => bob.receipts.length === 2);
+      assert.deepEqual(phone.reads, [{ room, seq: 3 }], 'the setter itself gets no read');
+      assert.deepEqual(bob.receipts.map((r) => r.seq), [2, 3]);
+      assert.deepEqual(laptop.reads, [{ room, seq: 2 }]);
+      assert.equal(phone.receipts.length + laptop.receipts.length, 0, 'no receipts of ones own reads');
+      const e = await entry(phone, room);
+      assert.deepEqual({ ...e, last: { ...e.last, ts: 0 } }, {
+        room, head: 3, read: 3, unread: 0, mentions: 0, last: { seq: 3, from: b, text: 'line 3', ts: 0 },
+      });
+
+      const eve = await connect(edgeA, { token: token('eve') });
+      assert.equal((await call(eve, 'read', { room: dmRoom(a, b), seq: 0 })).error.code, 'forbidden');
+      assert.equal((await call(eve, 'inbox', 'nope')).error.code, 'invalid');
+      for (const s of [phone, laptop, bob, eve]) s.close();
+    });
+
+    it('inbox: DMs and whole-word mentions, unread without ones own, newest first; notify outside joined rooms', async () => {
+      const [a, b, c] = [unique('ada'), unique('bob'), unique('cat')];
+      const dm = dmRoom(a, b);
+      const room = unique('mentions');
+      const ada = await connect(edgeA, { token: token(a) });
+      const bob = await connect(edgeB, { token: token(b) });
+      const cat = await connect(edgeA, { token: token(c) });
+      await reachable(bob, b);
+
+      await call(ada, 'join', { room: dm });
+      await call(ada, 'send', { room: dm, id: 'd1', text: 'are you there?' });
+      await call(ada, 'send', { room: dm, id: 'd2', text: 'ping' });
+      await call(ada, 'join', { room });
+      await call(cat, 'join', { room });
+      await call(ada, 'send', { room, id: 'r1', text: `hey @${b}, look` });
+      await call(ada, 'send', { room, id: 'r2', text: `@${b}by is someone else` });
+      await call(cat, 'send', { room, id: 'r3', text: 'no mention here' });
+
+      await waitUntil('bob notified of two DMs and one mention', () => bob.notify.length === 3);
+      assert.deepEqual(bob.notify.map(({ room: r, seq, from, text, kind }) => ({ r, seq, from, text, kind })), [
+        { r: dm, seq: 1, from: a, text: 'are you there?', kind: 'dm' },
+        { r: dm, seq: 2, from: a, text: 'ping', kind: 'dm' },
+        { r: room, seq: 1, from: a, text: `hey @${b}, look`, kind: 'mention' },
+      ]);
+      assert.equal(cat.notify.length, 0);
+
+      const settled = (want) => async () => JSON.stringify((await inboxOf(bob)).map(
+        ({ room: r, head, read, unread, mentions }) => ({ r, head, read, unread, mentions }))) === JSON.stringify(want);
+      await waitUntil('bob inbox: the room (newest) then the DM', settled([
+        { r: room, head: 3, read: 0, unread: 3, mentions: 1 },
+        { r: dm, head: 2, read: 0, unread: 2, mentions: 0 },
+      ]));
+      const [first, second] = await inboxOf(bob);
+      assert.deepEqual({ ...first.last, ts: 0 }, { seq: 3, from: c, text: 'no mention here', ts: 0 });
+      assert.equal(second.last.text, 'ping');
+      assert.ok(first.last.ts >= second.last.ts);
+
+      // Joined now: messages, not notices; ones own messages are never unread.
+      await call(bob, 'join', { room });
+      await call(bob, 'send', { room, id: 'b1', text: 'replying' });
+      await call(ada, 'send', { room, id: 'r4', text: `@${b} again` });
+      await waitUntil('bob has the message', () => bob.messages.some((m) => m.id === 'r4'));
+      await waitUntil('bob inbox counts', settled([
+        { r: room, head: 5, read: 0, unread: 4, mentions: 2 },
+        { r: dm, head: 2, read: 0, unread: 2, mentions: 0 },
+      ]));
+      assert.equal(bob.notify.length, 3, 'no notify for a joined room');
+      assert.deepEqual(await call(bob, 'read', { room, seq: 4 }), { ok: true });
+      assert.deepEqual(await call(bob, 'read', { room: dm, seq: 1 }), { ok: true });
+      assert.deepEqual(
+        (await inboxOf(bob)).map(({ room: r, read, unread, mentions }) => ({ r, read, unread, mentions })),
+        [{ r: room, read: 4, unread: 1, mentions: 1 }, { r: dm, read: 1, unread: 1, mentions: 0 }],
+      );
+      // Ada's side of the DM: all hers, nothing unread.
+      await waitUntil('ada inbox has the DM', async () => (await entry(ada, dm))?.unread === 0);
+      assert.equal((await entry(cat, dm)), undefined, 'a DM is nobody elses');
+      for (const s of [ada, bob, cat]) s.close();
+    });
+
+    it('an offline user loses nothing: 10,000 DMs, then inbox and join since read give each exactly once', async () => {
+      const [a, b] = [unique('ada'), unique('bob')];
+      const dm = dmRoom(a, b);
+      const total = 10000;
+      const ada = await connect(edgeA, { token: token(a) });
+      await call(ada, 'join', { room: dm });
+      for (let start = 1; start <= total; start += 50) {
+        const acks = await Promise.all(Array.from({ length: 50 }, (_, i) =>
+          call(ada, 'send', { room: dm, id: `m${start + i}`, text: `dm ${start + i}` }, 60000)));
+        assert.ok(acks.every((x) => x.ok), JSON.stringify(acks.find((x) => !x.ok)));
+      }
+      ada.close();
+
+      const bob = await connect(edgeB, { token: token(b) });
+      await waitUntil('bob inbox has all of them', async () => (await entry(bob, dm))?.unread === total, 60000);
+      const e = await entry(bob, dm);
+      assert.deepEqual([e.head, e.read, e.unread, e.last.text], [total, 0, total, `dm ${total}`]);
+      const joined = await call(bob, 'join', { room: dm, since: e.read }, 60000);
+      assert.equal(joined.ok, true, JSON.stringify(joined));
+      await waitUntil('bob caught up', () => bob.messages.length >= total, 60000);
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(bob.messages.length, total, 'each once');
+      assert.deepEqual(bob.messages.map((m) => m.seq), Array.from({ length: total }, (_, i) => i + 1));
+      assert.ok(bob.messages.every((m) => m.text === `dm ${m.seq}` && m.from === a));
+      assert.deepEqual(await call(bob, 'read', { room: dm, seq: total }), { ok: true });
+      assert.equal((await entry(bob, dm)).unread, 0);
+      bob.close();
+    });
   });
 }

@@ -145,6 +145,12 @@ export function connect(url, auth, { transports = ['websocket'] } = {}) {
     socket.typing = [];
     socket.presence = [];
     socket.occupancy = [];
+    socket.notify = [];
+    socket.reads = [];
+    socket.receipts = [];
+    socket.on('notify', (n) => socket.notify.push(n));
+    socket.on('read', (r) => socket.reads.push(r));
+    socket.on('receipt', (r) => socket.receipts.push(r));
     socket.on('message', (m) => socket.messages.push(m));
     socket.on('typing', (t) => socket.typing.push(t));
     socket.on('presence', (p) => socket.presence.push(p));

@@ -10,6 +10,8 @@
 //!   delivery with `H`, in one transaction (see ARCHITECTURE.md, gapless resume).
 //! - `unhost`: an `unhost` marker and an `unhost` subscription.
 //! - `head`: a `head` delivery with the room's head, for `history` to read its writes.
+//! - `read`: a marker at most the head goes to the room log as a `read` event (the inbox
+//!   processor keeps it) with an `ack`; one past the head gets a `reject` (`invalid`).
 //!
 //! Recovery: the room log is the truth. After (re)start or reassignment all memory is
 //! dropped; a room's head and client ids come from the store, which is complete up to
@@ -387,6 +389,32 @@ impl Sequencer {
                 out.push(OutRecord::new(DELIVERIES, &event.node, answer.encode()?));
                 state.heads.touch(&room.to_string());
             }
+            "read" => {
+                let seq = event.seq.unwrap_or(-1);
+                let user = event.user.clone().filter(|u| !u.is_empty());
+                if seq < 0 || seq > head || user.is_none() {
+                    let message = format!("seq must be from 0 to the room's head ({head})");
+                    out.push(reject(ctx, event, "invalid", &message)?);
+                    return Ok(());
+                }
+                let marker = RoomEvent {
+                    event_id: uuid::Uuid::new_v4().to_string(),
+                    kind: "read".into(),
+                    room: Some(room.to_string()),
+                    user,
+                    ts: now_ms(),
+                    trace_id: event.trace_id.clone(),
+                    node: ctx.node.clone(),
+                    seq,
+                    client_id: String::new(),
+                    text: String::new(),
+                    origin_node: event.node.clone(),
+                    origin_conn: event.conn.clone(),
+                };
+                out.push(OutRecord::new(ROOM_LOG, room, marker.encode()?));
+                out.push(ack(ctx, event, room, seq, None)?);
+                state.heads.touch(&room.to_string());
+            }
             other => {
                 tracing::warn!(kind = other, event_id = %event.event_id, "unknown client event kind; skipped");
             }
@@ -490,6 +518,10 @@ async fn fold_tail(ctx: &Context, state: &mut State, partition: u32) -> Result<(
             return;
         };
         folded += 1;
+        // A read marker's seq is any seq up to the head, not the head.
+        if event.kind == "read" {
+            return;
+        }
         if event.kind == "message" && !event.client_id.is_empty() {
             state
                 .ids

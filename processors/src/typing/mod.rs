@@ -6,21 +6,18 @@
 //! and kept current by following every partition of it (one task each).
 
 use crate::dead_letter::decode_or_dead_letter;
-use crate::directory::{Directory, Tail};
-use crate::runtime::{self, checkpoints_of, delivery, Backoff};
+use crate::directory::{Directory, Followed};
+use crate::runtime::{self, checkpoints_of, delivery};
 use crate::{Context, Processor, ProcessorError};
 use async_trait::async_trait;
-use std::sync::{Arc, Mutex};
 use tidings_log::topics::{DEAD_LETTERS, DELIVERIES, SUBSCRIPTIONS, TYPING};
-use tidings_log::{ConsumerOptions, Log, OutRecord, StartAt};
+use tidings_log::{ConsumerOptions, OutRecord, StartAt};
 use tidings_schemas::{ClientEvent, Delivery, LogRecord};
 use tokio_util::sync::CancellationToken;
 
 pub const GROUP: &str = "tidings-typing";
 /// Notices per poll.
 const BATCH: usize = 500;
-/// Subscription records per follower poll.
-const FOLLOW_BATCH: usize = 500;
 
 pub struct Typing;
 
@@ -47,22 +44,11 @@ impl Processor for Typing {
     }
 }
 
-type Shared = Arc<Mutex<Directory>>;
-
 async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), ProcessorError> {
-    let (directory, tails) = Directory::load(&*ctx.log).await?;
-    let directory: Shared = Arc::new(Mutex::new(directory));
     // The followers live exactly as long as this session.
     let followers = shutdown.child_token();
     let _stop_followers = followers.clone().drop_guard();
-    for tail in tails {
-        tokio::spawn(follow(
-            ctx.log.clone(),
-            directory.clone(),
-            tail,
-            followers.clone(),
-        ));
-    }
+    let directory = Directory::followed(&ctx.log, &followers).await?;
 
     let options = ConsumerOptions {
         start_at: StartAt::Latest,
@@ -92,7 +78,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
 
 fn relay(
     ctx: &Context,
-    directory: &Shared,
+    directory: &Followed,
     event: &ClientEvent,
     out: &mut Vec<OutRecord>,
 ) -> Result<(), ProcessorError> {
@@ -103,12 +89,7 @@ fn relay(
         return Ok(());
     }
     // Edges are copied out so the lock is not held while encoding.
-    let edges: Vec<String> = directory
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .edges(room)
-        .map(str::to_string)
-        .collect();
+    let edges: Vec<String> = directory.lock().edges(room).map(str::to_string).collect();
     for edge in edges {
         let notice = Delivery {
             room: Some(room.to_string()),
@@ -119,47 +100,4 @@ fn relay(
         out.push(OutRecord::new(DELIVERIES, &edge, notice.encode()?));
     }
     Ok(())
-}
-
-/// Follows one subscriptions partition into the directory until `stop`; on an error, reopens
-/// the reader where it was after a bounded backoff.
-async fn follow(log: Arc<dyn Log>, directory: Shared, tail: Tail, stop: CancellationToken) {
-    let Tail {
-        partition,
-        mut reader,
-        mut next,
-    } = tail;
-    let mut backoff = Backoff::new();
-    loop {
-        let polled = tokio::select! {
-            _ = stop.cancelled() => return,
-            polled = reader.poll(FOLLOW_BATCH, runtime::POLL_WAIT) => polled,
-        };
-        match polled {
-            Ok(records) => {
-                backoff.reset();
-                if let Some(last) = records.last() {
-                    next = last.offset + 1;
-                }
-                let mut directory = directory
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                for record in &records {
-                    directory.apply_record(record);
-                }
-            }
-            Err(error) => {
-                tracing::warn!(partition, %error, "subscriptions follower failed; reopening");
-                if !backoff.sleep(&stop).await {
-                    return;
-                }
-                match log.reader(SUBSCRIPTIONS, partition, next).await {
-                    Ok(fresh) => reader = fresh,
-                    Err(error) => {
-                        tracing::warn!(partition, %error, "reopening subscriptions reader failed")
-                    }
-                }
-            }
-        }
-    }
 }
