@@ -5,8 +5,9 @@
 //! seqs alone and no partition grows without bound.
 
 use crate::{
-    check_range, check_room, check_snapshot, check_users, validate, Direction, Result, SeqRange,
-    Store, StoreError, StoredMessage,
+    check_inbox_update, check_marker, check_range, check_room, check_snapshot, check_user,
+    check_users, validate, Direction, InboxRoom, InboxUpdate, Result, SeqRange, Store, StoreError,
+    StoredMessage, MAX_INBOX_ROOMS,
 };
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -113,6 +114,33 @@ fn schema(config: &CassandraConfig) -> Vec<String> {
         ),
         // Written with USING TIMESTAMP = ts, so the latest time wins whatever the order.
         format!("CREATE TABLE IF NOT EXISTS {ks}.last_seen (user text PRIMARY KEY, ts bigint)"),
+        // A room enters the inbox as a row without `read`; markers are written with
+        // USING TIMESTAMP = seq, so the highest marker wins whatever the order.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.inbox_rooms (
+                user text, room text, read bigint,
+                PRIMARY KEY (user, room)
+             )"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.inbox_sent (
+                user text, room text, seq bigint,
+                PRIMARY KEY ((user, room), seq)
+             )"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.inbox_mentions (
+                user text, room text, seq bigint,
+                PRIMARY KEY ((user, room), seq)
+             )"
+        ),
+        // Written with USING TIMESTAMP = seq, so the newest message wins whatever the order.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.room_last (
+                room text PRIMARY KEY,
+                seq bigint, client_id text, sender text, body text, ts bigint
+             )"
+        ),
     ]
 }
 
@@ -132,6 +160,16 @@ struct Statements {
     save_snapshot: PreparedStatement,
     last_seen: PreparedStatement,
     set_last_seen: PreparedStatement,
+    enter_inbox: PreparedStatement,
+    read_marker: PreparedStatement,
+    set_read_marker: PreparedStatement,
+    inbox_rooms: PreparedStatement,
+    insert_sent: PreparedStatement,
+    insert_mention: PreparedStatement,
+    count_sent: PreparedStatement,
+    count_mentions: PreparedStatement,
+    room_last: PreparedStatement,
+    set_room_last: PreparedStatement,
 }
 
 pub struct CassandraStore {
@@ -238,6 +276,46 @@ impl CassandraStore {
                 "UPDATE {ks}.last_seen USING TIMESTAMP ? SET ts = ? WHERE user = ?"
             ))
             .await?,
+            enter_inbox: prepare(format!(
+                "INSERT INTO {ks}.inbox_rooms (user, room) VALUES (?, ?)"
+            ))
+            .await?,
+            read_marker: prepare(format!(
+                "SELECT read FROM {ks}.inbox_rooms WHERE user = ? AND room = ?"
+            ))
+            .await?,
+            set_read_marker: prepare(format!(
+                "UPDATE {ks}.inbox_rooms USING TIMESTAMP ? SET read = ? WHERE user = ? AND room = ?"
+            ))
+            .await?,
+            inbox_rooms: prepare(format!(
+                "SELECT room, read FROM {ks}.inbox_rooms WHERE user = ? LIMIT {MAX_INBOX_ROOMS}"
+            ))
+            .await?,
+            insert_sent: prepare(format!(
+                "INSERT INTO {ks}.inbox_sent (user, room, seq) VALUES (?, ?, ?)"
+            ))
+            .await?,
+            insert_mention: prepare(format!(
+                "INSERT INTO {ks}.inbox_mentions (user, room, seq) VALUES (?, ?, ?)"
+            ))
+            .await?,
+            count_sent: prepare(format!(
+                "SELECT COUNT(*) FROM {ks}.inbox_sent WHERE user = ? AND room = ? AND seq > ?"
+            ))
+            .await?,
+            count_mentions: prepare(format!(
+                "SELECT COUNT(*) FROM {ks}.inbox_mentions WHERE user = ? AND room = ? AND seq > ?"
+            ))
+            .await?,
+            room_last: prepare(format!(
+                "SELECT {columns} FROM {ks}.room_last WHERE room = ?"
+            ))
+            .await?,
+            set_room_last: prepare(format!(
+                "INSERT INTO {ks}.room_last (room, {columns}) VALUES (?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+            ))
+            .await?,
         };
         Ok(Self {
             session,
@@ -269,6 +347,50 @@ impl CassandraStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    /// How many rows of a `(user, room)` partition of `statement`'s table have seq > `after`.
+    async fn count(
+        &self,
+        statement: &PreparedStatement,
+        user: &str,
+        room: &str,
+        after: i64,
+    ) -> Result<i64> {
+        let rows = self
+            .session
+            .execute_unpaged(statement, (user, room, after))
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        let count = rows.maybe_first_row::<(i64,)>().map_err(unavailable)?;
+        Ok(count.map_or(0, |(c,)| c))
+    }
+
+    /// Batches of `statement`, one per partition (the key `partition_of` picks) and at most
+    /// [`BATCH_ROWS`] rows each.
+    fn partition_batches<'a, R, K>(
+        &'a self,
+        statement: &'a PreparedStatement,
+        rows: impl IntoIterator<Item = R>,
+        partition_of: impl Fn(&R) -> K,
+    ) -> Vec<BoxFuture<'a, Result<()>>>
+    where
+        R: scylla::serialize::row::SerializeRow + Clone + Send + Sync + 'a,
+        K: std::hash::Hash + Eq,
+    {
+        let mut partitions: HashMap<K, Vec<R>> = HashMap::new();
+        for row in rows {
+            partitions.entry(partition_of(&row)).or_default().push(row);
+        }
+        let mut writes: Vec<BoxFuture<'a, Result<()>>> = Vec::new();
+        for rows in partitions.into_values() {
+            for chunk in rows.chunks(BATCH_ROWS) {
+                writes.push(Box::pin(self.write_batch(statement, chunk.to_vec())));
+            }
+        }
+        writes
     }
 
     fn bucket_of(&self, seq: i64) -> i64 {
@@ -520,6 +642,153 @@ impl Store for CassandraStore {
             .buffer_unordered(self.write_concurrency)
             .try_collect::<()>()
             .await
+    }
+
+    async fn update_inbox(&self, update: &InboxUpdate) -> Result<()> {
+        check_inbox_update(update)?;
+        // Every row is an idempotent upsert, so a replayed update writes the same cells.
+        let rooms = update
+            .rooms
+            .iter()
+            .map(|(user, room)| (user.as_str(), room.as_str()));
+        let sent = update
+            .sent
+            .iter()
+            .map(|(user, room, seq)| (user.as_str(), room.as_str(), *seq));
+        let mentions = update
+            .mentions
+            .iter()
+            .map(|(user, room, seq)| (user.as_str(), room.as_str(), *seq));
+        let mut writes =
+            self.partition_batches(&self.statements.enter_inbox, rooms, |&(user, _)| user);
+        writes.extend(self.partition_batches(
+            &self.statements.insert_sent,
+            sent,
+            |&(user, room, _)| (user, room),
+        ));
+        writes.extend(self.partition_batches(
+            &self.statements.insert_mention,
+            mentions,
+            |&(user, room, _)| (user, room),
+        ));
+        stream::iter(writes)
+            .buffer_unordered(self.write_concurrency)
+            .try_collect::<()>()
+            .await?;
+        // `last` only after the rows: a reader that sees a room's newest message finds every
+        // row up to it. Of one room's messages only the newest needs writing.
+        let mut last: HashMap<&str, &StoredMessage> = HashMap::new();
+        for m in &update.last {
+            let newest = last.entry(&m.room).or_insert(m);
+            if newest.seq < m.seq {
+                *newest = m;
+            }
+        }
+        let last_writes: Vec<BoxFuture<'_, Result<()>>> = last
+            .into_values()
+            .map(|m| -> BoxFuture<'_, Result<()>> {
+                Box::pin(async move {
+                    self.session
+                        .execute_unpaged(
+                            &self.statements.set_room_last,
+                            (&m.room, m.seq, &m.client_id, &m.from, &m.text, m.ts, m.seq),
+                        )
+                        .await
+                        .map(|_| ())
+                        .map_err(unavailable)
+                })
+            })
+            .collect();
+        stream::iter(last_writes)
+            .buffer_unordered(self.write_concurrency)
+            .try_collect::<()>()
+            .await
+    }
+
+    async fn read_marker(&self, user: &str, room: &str) -> Result<Option<i64>> {
+        check_user(user)?;
+        check_room(room)?;
+        let rows = self
+            .session
+            .execute_unpaged(&self.statements.read_marker, (user, room))
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        let read = rows
+            .maybe_first_row::<(Option<i64>,)>()
+            .map_err(unavailable)?;
+        Ok(read.and_then(|(r,)| r))
+    }
+
+    /// `USING TIMESTAMP seq`: the highest marker wins whatever order the writes land in.
+    async fn set_read_marker(&self, user: &str, room: &str, seq: i64) -> Result<()> {
+        check_marker(user, room, seq)?;
+        self.session
+            .execute_unpaged(&self.statements.set_read_marker, (seq, seq, user, room))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn inbox_rooms(&self, user: &str) -> Result<Vec<InboxRoom>> {
+        check_user(user)?;
+        let rows = self
+            .session
+            .execute_unpaged(&self.statements.inbox_rooms, (user,))
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        rows.rows::<(String, Option<i64>)>()
+            .map_err(unavailable)?
+            .map(|row| {
+                let (room, read) = row.map_err(unavailable)?;
+                Ok(InboxRoom {
+                    room,
+                    read: read.unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn last_message(&self, room: &str) -> Result<Option<StoredMessage>> {
+        check_room(room)?;
+        let rows = self
+            .session
+            .execute_unpaged(&self.statements.room_last, (room,))
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        type Row = (
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+        );
+        let found = rows.maybe_first_row::<Row>().map_err(unavailable)?;
+        // Every cell is written in one statement, so a row has all of them or none.
+        Ok(found.and_then(|(seq, client_id, from, text, ts)| {
+            Some(StoredMessage {
+                room: room.to_string(),
+                seq: seq?,
+                client_id: client_id.unwrap_or_default(),
+                from: from.unwrap_or_default(),
+                text: text.unwrap_or_default(),
+                ts: ts.unwrap_or(0),
+            })
+        }))
+    }
+
+    async fn counts_after(&self, user: &str, room: &str, after: i64) -> Result<(i64, i64)> {
+        check_user(user)?;
+        check_room(room)?;
+        futures::try_join!(
+            self.count(&self.statements.count_sent, user, room, after),
+            self.count(&self.statements.count_mentions, user, room, after),
+        )
     }
 
     /// One small write at the store's consistency: it needs as many live replicas as any

@@ -3,8 +3,9 @@
 //! file reopens itself at its last commit, all of which were durable ([`tidings_embedded::Db`]).
 
 use crate::{
-    check_range, check_room, check_snapshot, check_users, validate, Direction, Result, SeqRange,
-    Store, StoreError, StoredMessage,
+    check_inbox_update, check_marker, check_range, check_room, check_snapshot, check_user,
+    check_users, validate, Direction, InboxRoom, InboxUpdate, Result, SeqRange, Store, StoreError,
+    StoredMessage, MAX_INBOX_ROOMS,
 };
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -24,6 +25,16 @@ const HEADS: TableDefinition<&str, i64> = TableDefinition::new("heads");
 const CHECKPOINTS: TableDefinition<(&str, u32), i64> = TableDefinition::new("checkpoints");
 const SNAPSHOTS: TableDefinition<(&str, u32), (i64, &[u8])> = TableDefinition::new("snapshots");
 const LAST_SEEN: TableDefinition<&str, i64> = TableDefinition::new("last_seen");
+/// (user, room) → read marker; `None` while the room is in the inbox without one, so
+/// `read_marker` can tell "never set" from a marker set to 0.
+const INBOX_ROOMS: TableDefinition<(&str, &str), Option<i64>> = TableDefinition::new("inbox_rooms");
+/// (user, room, seq): a message the user sent, or one that mentions them.
+type InboxKey<'a> = (&'a str, &'a str, i64);
+const INBOX_SENT: TableDefinition<InboxKey, ()> = TableDefinition::new("inbox_sent");
+const INBOX_MENTIONS: TableDefinition<InboxKey, ()> = TableDefinition::new("inbox_mentions");
+/// room → its newest message as (seq, client id, from, text, ts).
+const ROOM_LAST: TableDefinition<&str, (i64, &str, &str, &str, i64)> =
+    TableDefinition::new("room_last");
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("embedded store: {e}"))
@@ -45,6 +56,10 @@ impl EmbeddedStore {
             txn.open_table(CHECKPOINTS)?;
             txn.open_table(SNAPSHOTS)?;
             txn.open_table(LAST_SEEN)?;
+            txn.open_table(INBOX_ROOMS)?;
+            txn.open_table(INBOX_SENT)?;
+            txn.open_table(INBOX_MENTIONS)?;
+            txn.open_table(ROOM_LAST)?;
             txn.commit()?;
             Ok(())
         })
@@ -55,6 +70,24 @@ impl EmbeddedStore {
     /// How many times the database was reopened after a disk fault.
     pub fn reopens(&self) -> u64 {
         self.db.reopens()
+    }
+
+    /// Rows of `table` for (user, room) with seq > `after`.
+    fn count_after(
+        table: &impl ReadableTable<InboxKey<'static>, ()>,
+        user: &str,
+        room: &str,
+        after: i64,
+    ) -> Result<i64, redb::Error> {
+        let Some(first) = after.checked_add(1) else {
+            return Ok(0);
+        };
+        let mut count = 0;
+        for entry in table.range((user, room, first)..=(user, room, i64::MAX))? {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
     }
 
     async fn blocking<T: Send + 'static>(
@@ -259,6 +292,146 @@ impl Store for EmbeddedStore {
                 }
             }
             Ok(txn.commit()?)
+        })
+        .await
+    }
+
+    async fn update_inbox(&self, update: &InboxUpdate) -> Result<()> {
+        check_inbox_update(update)?;
+        if update.is_empty() {
+            return Ok(());
+        }
+        let update = update.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write()?;
+            {
+                let mut rooms = txn.open_table(INBOX_ROOMS)?;
+                for (user, room) in &update.rooms {
+                    let key = (user.as_str(), room.as_str());
+                    // Entering the inbox keeps any marker already set.
+                    if rooms.get(key)?.is_none() {
+                        rooms.insert(key, None)?;
+                    }
+                }
+                let mut sent = txn.open_table(INBOX_SENT)?;
+                for (user, room, seq) in &update.sent {
+                    sent.insert((user.as_str(), room.as_str(), *seq), ())?;
+                }
+                let mut mentions = txn.open_table(INBOX_MENTIONS)?;
+                for (user, room, seq) in &update.mentions {
+                    mentions.insert((user.as_str(), room.as_str(), *seq), ())?;
+                }
+                let mut last = txn.open_table(ROOM_LAST)?;
+                for m in &update.last {
+                    let newer = last
+                        .get(m.room.as_str())?
+                        .is_none_or(|v| v.value().0 < m.seq);
+                    if newer {
+                        last.insert(
+                            m.room.as_str(),
+                            (
+                                m.seq,
+                                m.client_id.as_str(),
+                                m.from.as_str(),
+                                m.text.as_str(),
+                                m.ts,
+                            ),
+                        )?;
+                    }
+                }
+            }
+            Ok(txn.commit()?)
+        })
+        .await
+    }
+
+    async fn read_marker(&self, user: &str, room: &str) -> Result<Option<i64>> {
+        check_user(user)?;
+        check_room(room)?;
+        let (user, room) = (user.to_string(), room.to_string());
+        self.blocking(move |db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(INBOX_ROOMS)?;
+            let marker = table.get((user.as_str(), room.as_str()))?;
+            Ok(marker.and_then(|v| v.value()))
+        })
+        .await
+    }
+
+    async fn set_read_marker(&self, user: &str, room: &str, seq: i64) -> Result<()> {
+        check_marker(user, room, seq)?;
+        let (user, room) = (user.to_string(), room.to_string());
+        self.blocking(move |db| {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(INBOX_ROOMS)?;
+                let key = (user.as_str(), room.as_str());
+                let stored = table.get(key)?.and_then(|v| v.value());
+                if stored.is_none_or(|read| read < seq) {
+                    table.insert(key, Some(seq))?;
+                }
+            }
+            Ok(txn.commit()?)
+        })
+        .await
+    }
+
+    async fn inbox_rooms(&self, user: &str) -> Result<Vec<InboxRoom>> {
+        check_user(user)?;
+        let user = user.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(INBOX_ROOMS)?;
+            // Keys order by user, then room: the user's rows are one run from (user, "").
+            let mut rooms = Vec::new();
+            for entry in table.range((user.as_str(), "")..)? {
+                let (k, v) = entry?;
+                let (owner, room) = k.value();
+                if owner != user || rooms.len() == MAX_INBOX_ROOMS {
+                    break;
+                }
+                rooms.push(InboxRoom {
+                    room: room.to_string(),
+                    read: v.value().unwrap_or(0),
+                });
+            }
+            Ok(rooms)
+        })
+        .await
+    }
+
+    async fn last_message(&self, room: &str) -> Result<Option<StoredMessage>> {
+        check_room(room)?;
+        let room = room.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(ROOM_LAST)?;
+            let found = table.get(room.as_str())?;
+            Ok(found.map(|v| {
+                let (seq, client_id, from, text, ts) = v.value();
+                StoredMessage {
+                    room: room.clone(),
+                    seq,
+                    client_id: client_id.to_string(),
+                    from: from.to_string(),
+                    text: text.to_string(),
+                    ts,
+                }
+            }))
+        })
+        .await
+    }
+
+    async fn counts_after(&self, user: &str, room: &str, after: i64) -> Result<(i64, i64)> {
+        check_user(user)?;
+        check_room(room)?;
+        let (user, room) = (user.to_string(), room.to_string());
+        self.blocking(move |db| {
+            let txn = db.begin_read()?;
+            let sent = Self::count_after(&txn.open_table(INBOX_SENT)?, &user, &room, after)?;
+            let mentions =
+                Self::count_after(&txn.open_table(INBOX_MENTIONS)?, &user, &room, after)?;
+            Ok((sent, mentions))
         })
         .await
     }

@@ -2,7 +2,10 @@
 //! The Cassandra keyspace uses 10 messages per bucket, so reads cross bucket boundaries.
 
 use std::sync::Arc;
-use tidings_store::{Direction, SeqRange, Store, StoreError, StoredMessage, MAX_TEXT_BYTES};
+use tidings_store::{
+    Direction, InboxRoom, InboxUpdate, SeqRange, Store, StoreError, StoredMessage, MAX_INBOX_ROOMS,
+    MAX_INBOX_UPDATE, MAX_TEXT_BYTES,
+};
 use tidings_tests::unique;
 
 fn message(room: &str, seq: i64) -> StoredMessage {
@@ -217,6 +220,273 @@ pub async fn writable_while_the_backend_takes_writes(store: Arc<dyn Store>) {
     assert_eq!(store.head(&room).await.unwrap(), 1);
 }
 
+fn inbox_room(room: &str, read: i64) -> InboxRoom {
+    InboxRoom {
+        room: room.to_string(),
+        read,
+    }
+}
+
+fn row(user: &str, room: &str, seq: i64) -> (String, String, i64) {
+    (user.to_string(), room.to_string(), seq)
+}
+
+pub async fn inbox_index(store: Arc<dyn Store>) {
+    let (ada, bob) = (unique("ada"), unique("bob"));
+    // One prefix, so the rooms' name order is a, b, c.
+    let prefix = unique("inbox");
+    let (ra, rb, rc) = (
+        format!("{prefix}-a"),
+        format!("{prefix}-b"),
+        format!("{prefix}-c"),
+    );
+    assert!(store.inbox_rooms(&ada).await.unwrap().is_empty());
+    assert_eq!(store.read_marker(&ada, &ra).await.unwrap(), None);
+    assert_eq!(store.last_message(&ra).await.unwrap(), None);
+    assert_eq!(store.counts_after(&ada, &ra, 0).await.unwrap(), (0, 0));
+
+    // bob's rows share ada's room and seqs, and ada's are spread over two rooms: counts
+    // must take only the asked user's rows in the asked room.
+    let update = InboxUpdate {
+        rooms: vec![
+            (ada.clone(), rb.clone()),
+            (ada.clone(), rc.clone()),
+            (bob.clone(), ra.clone()),
+        ],
+        sent: vec![
+            row(&ada, &ra, 2),
+            row(&ada, &ra, 5),
+            row(&ada, &rb, 3),
+            row(&bob, &ra, 4),
+        ],
+        mentions: vec![
+            row(&ada, &ra, 3),
+            row(&ada, &ra, 7),
+            row(&ada, &ra, 9),
+            row(&ada, &rb, 8),
+            row(&bob, &ra, 3),
+        ],
+        last: vec![message(&ra, 9), message(&rb, 10), message(&rb, 8)],
+    };
+    store.update_inbox(&update).await.unwrap();
+    let state = |store: Arc<dyn Store>| {
+        let (ada, bob, ra, rb, rc) = (ada.clone(), bob.clone(), ra.clone(), rb.clone(), rc.clone());
+        async move {
+            (
+                store.inbox_rooms(&ada).await.unwrap(),
+                store.inbox_rooms(&bob).await.unwrap(),
+                store.counts_after(&ada, &ra, 0).await.unwrap(),
+                store.counts_after(&ada, &rb, 0).await.unwrap(),
+                store.counts_after(&ada, &rc, 0).await.unwrap(),
+                store.counts_after(&bob, &ra, 0).await.unwrap(),
+                store.last_message(&ra).await.unwrap(),
+                store.last_message(&rb).await.unwrap(),
+            )
+        }
+    };
+    let once = state(store.clone()).await;
+    store.update_inbox(&update).await.unwrap();
+    assert_eq!(
+        state(store.clone()).await,
+        once,
+        "an update written again changes nothing"
+    );
+    assert_eq!(
+        once.0,
+        [inbox_room(&rb, 0), inbox_room(&rc, 0)],
+        "rooms enter the inbox unread"
+    );
+    assert_eq!(once.1, [inbox_room(&ra, 0)]);
+    assert_eq!(
+        store.read_marker(&ada, &rb).await.unwrap(),
+        None,
+        "in the inbox, but no marker set"
+    );
+
+    // A marker never moves back, and entering the inbox again keeps it.
+    store.set_read_marker(&ada, &ra, 5).await.unwrap();
+    store.set_read_marker(&ada, &ra, 3).await.unwrap();
+    assert_eq!(store.read_marker(&ada, &ra).await.unwrap(), Some(5));
+    store.set_read_marker(&ada, &ra, 9).await.unwrap();
+    assert_eq!(store.read_marker(&ada, &ra).await.unwrap(), Some(9));
+    store.set_read_marker(&ada, &rc, 4).await.unwrap();
+    store.update_inbox(&update).await.unwrap();
+    assert_eq!(
+        store.inbox_rooms(&ada).await.unwrap(),
+        [inbox_room(&ra, 9), inbox_room(&rb, 0), inbox_room(&rc, 4)],
+        "rooms in name order, from updates and from markers"
+    );
+    assert_eq!(store.read_marker(&ada, &rc).await.unwrap(), Some(4));
+    assert_eq!(store.read_marker(&bob, &ra).await.unwrap(), None);
+    store.set_read_marker(&bob, &rb, 0).await.unwrap();
+    assert_eq!(
+        store.read_marker(&bob, &rb).await.unwrap(),
+        Some(0),
+        "a marker set to 0 is set"
+    );
+    assert_eq!(
+        store.inbox_rooms(&bob).await.unwrap(),
+        [inbox_room(&ra, 0), inbox_room(&rb, 0)]
+    );
+
+    // Strictly after: ada sent 2 and 5 in ra, and was mentioned at 3, 7 and 9.
+    for (after, counts) in [
+        (0, (2, 3)),
+        (1, (2, 3)),
+        (2, (1, 3)),
+        (3, (1, 2)),
+        (5, (0, 2)),
+        (8, (0, 1)),
+        (9, (0, 0)),
+        (i64::MAX, (0, 0)),
+    ] {
+        assert_eq!(
+            store.counts_after(&ada, &ra, after).await.unwrap(),
+            counts,
+            "ada in room a after {after}"
+        );
+    }
+    assert_eq!(store.counts_after(&ada, &rb, 0).await.unwrap(), (1, 1));
+    assert_eq!(store.counts_after(&ada, &rb, 3).await.unwrap(), (0, 1));
+    assert_eq!(store.counts_after(&ada, &rc, 0).await.unwrap(), (0, 0));
+    assert_eq!(store.counts_after(&bob, &ra, 0).await.unwrap(), (1, 1));
+    assert_eq!(store.counts_after(&bob, &ra, 3).await.unwrap(), (1, 0));
+    assert_eq!(store.counts_after(&bob, &rb, 0).await.unwrap(), (0, 0));
+
+    // The newest message stays, whatever order updates arrive in.
+    assert_eq!(
+        store.last_message(&ra).await.unwrap(),
+        Some(message(&ra, 9))
+    );
+    assert_eq!(
+        store.last_message(&rb).await.unwrap(),
+        Some(message(&rb, 10)),
+        "of one update's messages for a room, the newest"
+    );
+    let older = InboxUpdate {
+        last: vec![message(&ra, 6)],
+        ..InboxUpdate::default()
+    };
+    store.update_inbox(&older).await.unwrap();
+    assert_eq!(
+        store.last_message(&ra).await.unwrap(),
+        Some(message(&ra, 9))
+    );
+    let newer = InboxUpdate {
+        last: vec![message(&ra, 12)],
+        ..InboxUpdate::default()
+    };
+    store.update_inbox(&newer).await.unwrap();
+    store.update_inbox(&older).await.unwrap();
+    assert_eq!(
+        store.last_message(&ra).await.unwrap(),
+        Some(message(&ra, 12))
+    );
+    assert_eq!(store.last_message(&rc).await.unwrap(), None);
+}
+
+pub async fn inbox_refuses_bad_input_and_writes_none_of_it(store: Arc<dyn Store>) {
+    let eve = unique("eve");
+    let room = unique("room");
+    // Each bad update also carries good rows: none of them may be written.
+    let good = InboxUpdate {
+        rooms: vec![(eve.clone(), room.clone())],
+        sent: vec![row(&eve, &room, 1)],
+        mentions: vec![row(&eve, &room, 2)],
+        last: vec![message(&room, 2)],
+    };
+    let mut empty_user = good.clone();
+    empty_user.rooms.push((String::new(), room.clone()));
+    let mut bad_room = good.clone();
+    bad_room.mentions.push(row(&eve, "no spaces allowed", 3));
+    let mut zero_seq = good.clone();
+    zero_seq.sent.push(row(&eve, &room, 0));
+    let mut bad_last = good.clone();
+    bad_last.last.push(message("no spaces allowed", 3));
+    let mut too_many = good.clone();
+    too_many.sent = (1..=MAX_INBOX_UPDATE as i64 + 1)
+        .map(|seq| row(&eve, &room, seq))
+        .collect();
+    for (what, update) in [
+        ("empty user", empty_user),
+        ("bad room", bad_room),
+        ("seq 0", zero_seq),
+        ("bad last message", bad_last),
+        ("too many rows", too_many),
+    ] {
+        let err = store.update_inbox(&update).await.unwrap_err();
+        assert_eq!(err.code(), "invalid", "{what}: {err}");
+    }
+    assert!(
+        store.inbox_rooms(&eve).await.unwrap().is_empty(),
+        "a refused update writes nothing"
+    );
+    assert_eq!(store.counts_after(&eve, &room, 0).await.unwrap(), (0, 0));
+    assert_eq!(store.last_message(&room).await.unwrap(), None);
+
+    let invalid = |result: Result<(), StoreError>, what: &str| match result {
+        Err(e) => assert_eq!(e.code(), "invalid", "{what}: {e}"),
+        Ok(()) => panic!("{what} was taken"),
+    };
+    invalid(
+        store.set_read_marker(&eve, &room, -1).await,
+        "negative marker",
+    );
+    invalid(store.set_read_marker("", &room, 1).await, "empty user");
+    invalid(
+        store.set_read_marker(&"u".repeat(129), &room, 1).await,
+        "long user",
+    );
+    invalid(
+        store.set_read_marker(&eve, "no spaces allowed", 1).await,
+        "bad room",
+    );
+    assert_eq!(store.read_marker(&eve, &room).await.unwrap(), None);
+    assert!(store.inbox_rooms(&eve).await.unwrap().is_empty());
+    invalid(store.read_marker("", &room).await.map(|_| ()), "empty user");
+    invalid(store.inbox_rooms("").await.map(|_| ()), "empty user");
+    invalid(
+        store.counts_after(&eve, "", 0).await.map(|_| ()),
+        "empty room",
+    );
+    invalid(
+        store.last_message("no spaces allowed").await.map(|_| ()),
+        "bad room",
+    );
+
+    store.update_inbox(&good).await.unwrap();
+    assert_eq!(
+        store.counts_after(&eve, &room, 0).await.unwrap(),
+        (1, 1),
+        "still serving"
+    );
+}
+
+pub async fn inbox_rooms_are_bounded(store: Arc<dyn Store>) {
+    let user = unique("busy");
+    let prefix = unique("room");
+    let rooms: Vec<String> = (0..MAX_INBOX_ROOMS + 7)
+        .map(|i| format!("{prefix}-{i:05}"))
+        .collect();
+    let entries: Vec<_> = rooms.iter().map(|r| (user.clone(), r.clone())).collect();
+    for chunk in entries.chunks(MAX_INBOX_UPDATE) {
+        let update = InboxUpdate {
+            rooms: chunk.to_vec(),
+            ..InboxUpdate::default()
+        };
+        store.update_inbox(&update).await.unwrap();
+    }
+    store.set_read_marker(&user, &rooms[3], 42).await.unwrap();
+    let listed = store.inbox_rooms(&user).await.unwrap();
+    assert_eq!(listed.len(), MAX_INBOX_ROOMS);
+    let expected: Vec<_> = rooms[..MAX_INBOX_ROOMS]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| inbox_room(r, if i == 3 { 42 } else { 0 }))
+        .collect();
+    assert_eq!(listed, expected, "the first rooms in name order");
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
@@ -254,6 +524,24 @@ macro_rules! conformance {
             async fn writable_while_the_backend_takes_writes() {
                 let (_dir, store) = $make;
                 super::writable_while_the_backend_takes_writes(store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn inbox_index() {
+                let (_dir, store) = $make;
+                super::inbox_index(store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn inbox_refuses_bad_input_and_writes_none_of_it() {
+                let (_dir, store) = $make;
+                super::inbox_refuses_bad_input_and_writes_none_of_it(store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn inbox_rooms_are_bounded() {
+                let (_dir, store) = $make;
+                super::inbox_rooms_are_bounded(store).await;
             }
         }
     };
