@@ -95,3 +95,40 @@ def test_pipelined_sends_take_seqs_in_emit_order(backend):
         seqs = [acks[i]["seq"] for i in range(30)]
         assert seqs == list(range(seqs[0], seqs[0] + 30)), f"seqs in emit order: {seqs}"
     ada.disconnect()
+
+
+def test_offline_dms_reach_the_inbox_and_a_resume_from_the_read_marker(backend):
+    """A DM to an offline user: on connect, `inbox` counts it unread; `join` with `since`
+    = the marker returns exactly the unread ones; `read` clears the count and reaches the
+    user's other connection as `read`."""
+    suffix = uuid.uuid4().hex[:8]
+    a, b = f"ada-{suffix}", f"bob-{suffix}"
+    room = f"dm:{a}:{b}"
+    ada = connect(backend, a)
+    assert ada.call("join", {"room": room}, timeout=30)["ok"] is True
+    for i in range(1, 6):
+        assert ada.call("send", {"room": room, "id": f"m{i}", "text": f"dm {i}"}, timeout=30)["seq"] == i
+    ada.disconnect()
+
+    bob = connect(backend, b)
+    other = connect(backend, b)
+    other.reads = []
+    other.on("read", lambda data: other.reads.append(data))
+
+    def entry():
+        rooms = bob.call("inbox", {}, timeout=30)["rooms"]
+        return next((r for r in rooms if r["room"] == room), None)
+
+    wait_for(lambda: (entry() or {}).get("unread") == 5, timeout=30)
+    assert bob.call("read", {"room": room, "seq": 2}, timeout=30) == {"ok": True}
+    marker = entry()
+    assert (marker["read"], marker["unread"], marker["last"]["text"]) == (2, 3, "dm 5")
+    assert bob.call("join", {"room": room, "since": marker["read"]}, timeout=30)["ok"] is True
+    wait_for(lambda: len(bob.received) == 3)
+    assert [m["seq"] for m in bob.received] == [3, 4, 5]
+    assert bob.call("read", {"room": room, "seq": 9}, timeout=30)["error"]["code"] == "invalid"
+    assert bob.call("read", {"room": room, "seq": 5}, timeout=30) == {"ok": True}
+    assert entry()["unread"] == 0
+    wait_for(lambda: {"room": room, "seq": 5} in other.reads, timeout=30)
+    bob.disconnect()
+    other.disconnect()
