@@ -15,6 +15,7 @@ use crate::rooms::Member;
 use crate::state::{now_ms, Shared};
 use crate::users;
 use crate::wire::Wire;
+use futures::future::BoxFuture;
 use serde_json::{json, Value};
 use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
@@ -101,36 +102,15 @@ fn on_connect(shared: Arc<Shared>, s: SocketRef, claims: Claims, user_slot: User
         tokio::spawn(async move { users::announce(&shared, &user, &entry).await });
     }
 
-    on(&s, "join", &shared, &conn, Bounded::InFlight, join);
-    on(&s, "leave", &shared, &conn, Bounded::InFlight, leave);
-    on(&s, "send", &shared, &conn, Bounded::PendingSends, send);
-    on(&s, "history", &shared, &conn, Bounded::InFlight, history);
-    on(&s, "typing", &shared, &conn, Bounded::InFlight, typing);
-    on(
-        &s,
-        "presence",
-        &shared,
-        &conn,
-        Bounded::InFlight,
-        presence_of_room,
-    );
-    on(&s, "status", &shared, &conn, Bounded::InFlight, status);
-    on(&s, "read", &shared, &conn, Bounded::InFlight, read);
-    on(&s, "inbox", &shared, &conn, Bounded::InFlight, inbox);
-
+    // One handler for every event: socketioxide keeps each registered handler in a map per
+    // socket, which cost ~1 KB per connection for ten events.
     {
         let (shared, conn) = (shared.clone(), conn.clone());
-        s.on_fallback(move |Event(event): Event, ack: AckSender| {
-            let (shared, conn) = (shared.clone(), conn.clone());
-            async move {
-                shared.metrics.event_in("unknown");
-                let result = conn.check_rate().and_then(|()| {
-                    tracing::debug!(%event, "unknown event");
-                    Err::<Reply, _>(ClientError::invalid("unknown event"))
-                });
-                reply(&shared, &conn, ack, result);
-            }
-        });
+        s.on_fallback(
+            move |Event(event): Event, TryData(data): TryData<Value>, ack: AckSender| {
+                handle(shared.clone(), conn.clone(), &event, data, ack)
+            },
+        );
     }
 
     s.on_disconnect(move || {
@@ -148,62 +128,87 @@ enum Bounded {
     PendingSends,
 }
 
-/// Registers one event: counts it, applies the rate, size and in-progress limits, runs `f`,
-/// acks its result.
-fn on<F, Fut>(
-    s: &SocketRef,
-    event: &'static str,
-    shared: &Arc<Shared>,
-    conn: &Arc<Conn>,
-    bounded: Bounded,
-    f: F,
-) where
-    F: Fn(Arc<Shared>, Arc<Conn>, Value, Option<Turn>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Reply, ClientError>> + Send + 'static,
-{
-    let (shared, conn) = (shared.clone(), conn.clone());
-    s.on(
-        event,
-        move |TryData(data): TryData<Value>, ack: AckSender| {
-            let (shared, conn, f) = (shared.clone(), conn.clone(), f.clone());
-            // Here, before the handler's task is spawned, events are still in the order
-            // the client emitted them: a send takes its place in its room's queue now.
-            let turn = match bounded {
-                Bounded::PendingSends => data
-                    .as_ref()
-                    .ok()
-                    .and_then(|d| d.get("room"))
-                    .and_then(Value::as_str)
-                    .and_then(|room| conn.rooms().get(room).map(|m| m.sends.ticket())),
-                Bounded::InFlight => None,
-            };
-            async move {
-                shared.metrics.event_in(event);
-                let in_flight = conn.requests_in_flight.fetch_add(1, Ordering::AcqRel);
-                let _slot = InFlight(&conn.requests_in_flight);
-                let result = match (conn.check_rate(), data) {
-                    (Err(e), _) => Err(e),
-                    (Ok(()), _)
-                        if matches!(bounded, Bounded::InFlight)
-                            && in_flight >= shared.config.max_requests_in_flight =>
-                    {
-                        Err(ClientError::TooManyPending)
-                    }
-                    (Ok(()), Err(_)) => Err(ClientError::invalid("malformed payload")),
-                    (Ok(()), Ok(data)) => {
-                        match check_event_size(
-                            approx_json_size(&data),
-                            shared.config.max_event_bytes,
-                        ) {
-                            Err(e) => Err(e),
-                            Ok(()) => f(shared.clone(), conn.clone(), data, turn).await,
-                        }
-                    }
-                };
-                reply(&shared, &conn, ack, result);
+/// What a handler returns: the ack, or the error to ack with.
+type Handled = BoxFuture<'static, Result<Reply, ClientError>>;
+type Handler = fn(Arc<Shared>, Arc<Conn>, Value, Option<Turn>) -> Handled;
+
+/// The handler of each client event, its name for metrics and the bound it counts against.
+fn route(event: &str) -> Option<(&'static str, Bounded, Handler)> {
+    macro_rules! to {
+        ($f:ident) => {
+            |shared, conn, data, turn| Box::pin($f(shared, conn, data, turn)) as Handled
+        };
+    }
+    use Bounded::{InFlight, PendingSends};
+    Some(match event {
+        "join" => ("join", InFlight, to!(join)),
+        "leave" => ("leave", InFlight, to!(leave)),
+        "send" => ("send", PendingSends, to!(send)),
+        "history" => ("history", InFlight, to!(history)),
+        "typing" => ("typing", InFlight, to!(typing)),
+        "presence" => ("presence", InFlight, to!(presence_of_room)),
+        "status" => ("status", InFlight, to!(status)),
+        "read" => ("read", InFlight, to!(read)),
+        "inbox" => ("inbox", InFlight, to!(inbox)),
+        _ => return None,
+    })
+}
+
+/// One client event: counts it, applies the rate, size and in-progress limits, runs its
+/// handler, acks the result. Called in packet order; the returned future runs as its own task.
+fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    event: &str,
+    data: Result<Value, impl std::fmt::Debug>,
+    ack: AckSender,
+) -> impl Future<Output = ()> + Send + 'static {
+    let route = route(event);
+    if route.is_none() {
+        tracing::debug!(%event, "unknown event");
+    }
+    // Here, before the handler's task is spawned, events are still in the order the client
+    // emitted them: a send takes its place in its room's queue now.
+    let turn = match route {
+        Some((_, Bounded::PendingSends, _)) => data
+            .as_ref()
+            .ok()
+            .and_then(|d| d.get("room"))
+            .and_then(Value::as_str)
+            .and_then(|room| conn.rooms().get(room).map(|m| m.sends.ticket())),
+        _ => None,
+    };
+    let data = data.ok();
+    async move {
+        let Some((name, bounded, f)) = route else {
+            shared.metrics.event_in("unknown");
+            let result = conn
+                .check_rate()
+                .and_then(|()| Err(ClientError::invalid("unknown event")));
+            reply(&shared, &conn, ack, result);
+            return;
+        };
+        shared.metrics.event_in(name);
+        let in_flight = conn.requests_in_flight.fetch_add(1, Ordering::AcqRel);
+        let _slot = InFlight(&conn.requests_in_flight);
+        let result = match (conn.check_rate(), data) {
+            (Err(e), _) => Err(e),
+            (Ok(()), _)
+                if matches!(bounded, Bounded::InFlight)
+                    && in_flight >= shared.config.max_requests_in_flight =>
+            {
+                Err(ClientError::TooManyPending)
             }
-        },
-    );
+            (Ok(()), None) => Err(ClientError::invalid("malformed payload")),
+            (Ok(()), Some(data)) => {
+                match check_event_size(approx_json_size(&data), shared.config.max_event_bytes) {
+                    Err(e) => Err(e),
+                    Ok(()) => f(shared.clone(), conn.clone(), data, turn).await,
+                }
+            }
+        };
+        reply(&shared, &conn, ack, result);
+    }
 }
 
 /// A successful result: the ack, and for a join the membership to start once it is sent.

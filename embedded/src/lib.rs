@@ -80,6 +80,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Bytes of pages each database keeps cached in memory (G7). redb's default is 1 GiB per
+/// database, which a busy log fills with pages it already wrote: memory that grows with
+/// traffic, not with what is read back (readers follow the tail, which stays cached).
+pub const CACHE_BYTES: usize = 16 << 20;
+
+fn builder() -> redb::Builder {
+    let mut builder = redb::Builder::new();
+    builder.set_cache_size(CACHE_BYTES);
+    builder
+}
+
 impl Db {
     /// Opens (or creates) the database at `path`, creating its directory.
     pub fn create(path: &Path) -> Result<Self, DbError> {
@@ -90,7 +101,7 @@ impl Db {
                 source,
             })?;
         }
-        let db = Database::create(path).map_err(redb::Error::from)?;
+        let db = builder().create(path).map_err(redb::Error::from)?;
         let mut probe = path.as_os_str().to_owned();
         probe.push(".probe");
         Ok(Self {
@@ -190,7 +201,7 @@ impl Inner {
                 tracing::debug!(error = %e, "closing the failed database");
             }
         }
-        let db = Database::open(&self.path).map_err(redb::Error::from)?;
+        let db = builder().open(&self.path).map_err(redb::Error::from)?;
         *slot = Some(db);
         // Healthy again before any call can see the new database (they wait on `slot`), so
         // a fault of the new one starts a new recovery.

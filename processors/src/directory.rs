@@ -20,13 +20,35 @@ const FOLLOW_BATCH: usize = 500;
 /// bound (connections × rooms per connection); past this a new `host` is refused and logged.
 pub(crate) const MAX_PAIRS: usize = 2_000_000;
 
-/// room → edges hosting it, user → edges with their connections. Entries without edges are
-/// removed, so the maps hold only live pairs.
+/// room → edges hosting it, and (when asked for) user → edges with their connections.
+/// Entries without edges are removed, so the maps hold only live pairs.
 #[derive(Default)]
 pub(crate) struct Directory {
     rooms: HashMap<String, BTreeSet<String>>,
-    users: HashMap<String, BTreeSet<String>>,
+    /// There is an entry per connected user, so it holds small edge indexes, not names.
+    users: HashMap<Box<str>, Vec<u32>>,
+    edges: Interned,
+    track_users: bool,
     pairs: usize,
+}
+
+/// Edge names by index: few and long-lived.
+#[derive(Default)]
+struct Interned {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl Interned {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.to_string());
+        self.ids.insert(name.to_string(), id);
+        id
+    }
 }
 
 /// A directory kept up to date by follower tasks.
@@ -49,9 +71,16 @@ pub(crate) struct Tail {
 }
 
 impl Directory {
-    /// The directory as the subscriptions topic has it now.
-    pub(crate) async fn load(log: &dyn Log) -> Result<(Self, Vec<Tail>), LogError> {
-        let mut directory = Self::default();
+    /// The directory as the subscriptions topic has it now; users' edges only if
+    /// `track_users` (they cost memory per connected user).
+    pub(crate) async fn load(
+        log: &dyn Log,
+        track_users: bool,
+    ) -> Result<(Self, Vec<Tail>), LogError> {
+        let mut directory = Self {
+            track_users,
+            ..Self::default()
+        };
         let mut tails = Vec::new();
         for partition in 0..log.partitions(SUBSCRIPTIONS).await? {
             let (reader, next) = read_to_end(log, SUBSCRIPTIONS, partition, 0, |r| {
@@ -75,9 +104,10 @@ impl Directory {
     /// Loads the directory and keeps it following the topic until `stop` is cancelled.
     pub(crate) async fn followed(
         log: &Arc<dyn Log>,
+        track_users: bool,
         stop: &CancellationToken,
     ) -> Result<Followed, LogError> {
-        let (directory, tails) = Self::load(&**log).await?;
+        let (directory, tails) = Self::load(&**log, track_users).await?;
         let followed = Followed(Arc::new(Mutex::new(directory)));
         for tail in tails {
             tokio::spawn(follow(log.clone(), followed.clone(), tail, stop.clone()));
@@ -109,20 +139,40 @@ impl Directory {
 
     /// `edge` has (`hosts`) or no longer has connections of `user`.
     pub(crate) fn apply_user(&mut self, hosts: bool, user: &str, edge: &str) {
+        if !self.track_users {
+            return;
+        }
         if hosts {
-            add_pair(&mut self.users, &mut self.pairs, user, edge);
-        } else {
-            remove_pair(&mut self.users, &mut self.pairs, user, edge);
+            if self.pairs >= MAX_PAIRS {
+                tracing::error!(user, edge, "directory full; user host ignored");
+                return;
+            }
+            let id = self.edges.id(edge);
+            let edges = self.users.entry(user.into()).or_default();
+            if !edges.contains(&id) {
+                edges.push(id);
+                self.pairs += 1;
+            }
+        } else if let Some(&id) = self.edges.ids.get(edge) {
+            if let Some(edges) = self.users.get_mut(user) {
+                if let Some(at) = edges.iter().position(|&e| e == id) {
+                    edges.swap_remove(at);
+                    self.pairs -= 1;
+                }
+                if edges.is_empty() {
+                    self.users.remove(user);
+                }
+            }
         }
     }
 
     /// The edges with connections of `user`.
-    pub(crate) fn user_edges(&self, user: &str) -> impl Iterator<Item = &str> {
+    pub(crate) fn user_edges(&self, user: &str) -> impl Iterator<Item = &str> + '_ {
         self.users
             .get(user)
             .into_iter()
             .flatten()
-            .map(String::as_str)
+            .map(|&id| self.edges.names[id as usize].as_str())
     }
 
     /// The edges hosting `room`.
@@ -232,7 +282,10 @@ mod tests {
 
     #[test]
     fn users_are_hosted_apart_from_rooms() {
-        let mut d = Directory::default();
+        let mut d = Directory {
+            track_users: true,
+            ..Directory::default()
+        };
         d.apply("host", "bob", "a");
         d.apply_user(true, "bob", "b");
         d.apply_user(true, "bob", "c");
@@ -245,5 +298,13 @@ mod tests {
         assert_eq!(d.user_edges("bob").count(), 0);
         assert!(!d.users.contains_key("bob"));
         assert_eq!(d.pairs, 1);
+    }
+
+    #[test]
+    fn users_are_not_kept_unless_asked_for() {
+        let mut d = Directory::default();
+        d.apply_user(true, "bob", "b");
+        assert_eq!(d.user_edges("bob").count(), 0);
+        assert_eq!(d.pairs, 0);
     }
 }

@@ -60,7 +60,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         .consumer(GROUP, &[ROOM_LOG], ConsumerOptions::default())
         .await?;
     let mut epoch = consumer.assignment_epoch();
-    let (mut directory, _) = Directory::load(&*ctx.log).await?;
+    let (mut directory, _) = Directory::load(&*ctx.log, false).await?;
     loop {
         let records = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -70,7 +70,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
             // New partitions resume where another instance left them; our directory missed
             // their markers since it was loaded.
             epoch = consumer.assignment_epoch();
-            directory = Directory::load(&*ctx.log).await?.0;
+            directory = Directory::load(&*ctx.log, false).await?.0;
         }
         if records.is_empty() {
             continue;

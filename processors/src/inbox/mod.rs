@@ -81,7 +81,7 @@ struct Advanced {
 async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), ProcessorError> {
     let followers = shutdown.child_token();
     let _stop_followers = followers.clone().drop_guard();
-    let directory = Directory::followed(&ctx.log, &followers).await?;
+    let directory = Directory::followed(&ctx.log, true, &followers).await?;
     let mut consumer = ctx
         .log
         .consumer(GROUP, &[ROOM_LOG], ConsumerOptions::default())

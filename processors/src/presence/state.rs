@@ -5,7 +5,7 @@
 //! indexes are rebuilt from them on load.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 /// One open connection, as its edge announced it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -13,7 +13,9 @@ pub struct Connection {
     pub user: String,
     pub name: Option<String>,
     pub node: String,
-    pub rooms: BTreeSet<String>,
+    /// A list, not a set: a connection is in few rooms, and a one-element `BTreeSet` costs a
+    /// ~300-byte node per connection. Serialized the same way (a JSON array).
+    pub rooms: Vec<String>,
 }
 
 /// A change others must hear about.
@@ -101,7 +103,7 @@ impl Presence {
             user: user.to_string(),
             name,
             node: node.to_string(),
-            rooms: BTreeSet::new(),
+            rooms: Vec::new(),
         };
         self.index_conn(&connection);
         self.conns.insert(key, connection);
@@ -121,9 +123,10 @@ impl Presence {
         let Some(connection) = self.conns.get_mut(&key(node, conn)) else {
             return changes;
         };
-        if !connection.rooms.insert(room.to_string()) {
+        if connection.rooms.iter().any(|r| r == room) {
             return changes;
         }
+        connection.rooms.push(room.to_string());
         let connection = connection.clone();
         self.index_room(room, &connection, &mut changes);
         changes
@@ -135,9 +138,10 @@ impl Presence {
         let Some(connection) = self.conns.get_mut(&key(node, conn)) else {
             return changes;
         };
-        if !connection.rooms.remove(room) {
+        let Some(at) = connection.rooms.iter().position(|r| r == room) else {
             return changes;
-        }
+        };
+        connection.rooms.swap_remove(at);
         let connection = connection.clone();
         self.unindex_room(room, &connection, &mut changes);
         changes

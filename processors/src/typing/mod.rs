@@ -48,7 +48,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
     // The followers live exactly as long as this session.
     let followers = shutdown.child_token();
     let _stop_followers = followers.clone().drop_guard();
-    let directory = Directory::followed(&ctx.log, &followers).await?;
+    let directory = Directory::followed(&ctx.log, false, &followers).await?;
 
     let options = ConsumerOptions {
         start_at: StartAt::Latest,
