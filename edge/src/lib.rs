@@ -111,9 +111,13 @@ pub async fn serve_on(
     let heartbeat = tokio::spawn(presence::heartbeat(shared.clone(), tasks.clone()));
     let sampler = tokio::spawn(deliveries::sample_lag(shared.clone(), tasks.clone()));
 
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     tracing::info!(
         node = %shared.config.node,
-        addr = ?listener.local_addr().ok(),
+        addr = %addr,
         partition,
         "edge serving"
     );

@@ -15,6 +15,7 @@
 
 pub mod dead_letter;
 pub mod fanout;
+pub mod health;
 pub mod inbox;
 pub mod persistence;
 pub mod presence;

@@ -76,9 +76,12 @@ where
             break;
         }
         let started = Instant::now();
-        match session().await {
+        let ended = session().await;
+        crate::health::set_ready(name, false);
+        match ended {
             Ok(()) => break,
             Err(error) => {
+                crate::health::session_failed(name);
                 if started.elapsed() >= HEALTHY_SESSION {
                     backoff.reset();
                 }

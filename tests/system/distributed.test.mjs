@@ -1,18 +1,23 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
 import { contractSuite } from './contract.mjs';
 import { contractV2Suite } from './contract_v2.mjs';
-import { Proc, distributedEnv, freePort, migrate, unique } from './harness.mjs';
+import { Proc, call, connect, distributedEnv, freePort, migrate, token, unique, waitUntil } from './harness.mjs';
 
 /** Two edges and `processor all` on Kafka and Cassandra. */
 async function twoEdges() {
   const env = distributedEnv();
   migrate(env);
-  const processors = await new Proc(['processor', 'all'], { ...env, TIDINGS_NODE_ID: unique('processors') }).start();
+  // Started once /readyz on its ops port says every processor has its consumer.
+  const processors = await new Proc(['processor', 'all'], { ...env, TIDINGS_NODE_ID: unique('processors') },
+    { port: await freePort(), ops: true }).start();
   const edges = [];
   for (const name of ['edge-a', 'edge-b']) {
     edges.push(await new Proc(['edge'], { ...env, TIDINGS_NODE_ID: unique(name) }, { port: await freePort() }).start());
   }
   return {
     urls: edges.map((e) => e.url),
+    processorsUrl: processors.url,
     stop: async () => {
       for (const p of [...edges, processors]) await p.kill('SIGTERM');
     },
@@ -21,3 +26,42 @@ async function twoEdges() {
 
 contractSuite('Kafka and Cassandra (two edges, processors apart)', twoEdges);
 contractV2Suite('Kafka and Cassandra (two edges, processors apart)', twoEdges);
+
+describe('processors are observable (Kafka and Cassandra)', () => {
+  let deployment;
+  before(async () => { deployment = await twoEdges(); });
+  after(async () => deployment?.stop());
+
+  const metric = (text, name) => {
+    const line = text.split('\n').find((l) => l.startsWith(name));
+    return line === undefined ? undefined : Number(line.split(' ').at(-1));
+  };
+
+  it('processor all serves health, readiness and metrics: process, build, readiness and batches of each processor', async () => {
+    const ops = deployment.processorsUrl;
+    assert.equal((await fetch(`${ops}/healthz`)).status, 200);
+    assert.equal((await fetch(`${ops}/readyz`)).status, 200);
+    let text = await (await fetch(`${ops}/metrics`)).text();
+    assert.ok(metric(text, 'process_cpu_seconds_total') >= 0, 'process CPU');
+    assert.ok(metric(text, 'process_resident_memory_bytes') > 1e6, 'process RSS');
+    assert.equal(metric(text, 'tidings_build_info{version="'), 1);
+    for (const p of ['sequencer', 'persistence', 'fanout', 'typing', 'presence', 'inbox']) {
+      assert.equal(metric(text, `tidings_processor_ready{processor="${p}"}`), 1, `${p} ready`);
+    }
+
+    const room = unique('observed');
+    const ada = await connect(deployment.urls[0], { token: token('ada') });
+    await call(ada, 'join', { room });
+    assert.equal((await call(ada, 'send', { room, id: 'm1', text: 'counted' })).seq, 1);
+    await waitUntil('batches counted', async () => {
+      text = await (await fetch(`${ops}/metrics`)).text();
+      return ['sequencer', 'persistence', 'fanout', 'inbox'].every((p) => metric(text, `tidings_processor_batch_records_count{processor="${p}"}`) > 0);
+    });
+    assert.ok(metric(text, 'tidings_processor_batch_seconds_count{processor="sequencer"}') > 0);
+    ada.close();
+
+    const edge = await (await fetch(`${deployment.urls[0]}/metrics`)).text();
+    assert.ok(metric(edge, 'process_resident_memory_bytes') > 1e6, 'the edge shows process metrics too');
+    assert.match(edge, /tidings_build_info\{[^}]*version="/);
+  });
+});

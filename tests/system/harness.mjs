@@ -56,10 +56,12 @@ export async function waitUntil(what, check, timeoutMs = 30000) {
 
 /** One `tidings` process: start, SIGKILL, start again with the same settings. */
 export class Proc {
-  constructor(args, env, { port } = {}) {
+  /** `ops`: the port is TIDINGS_OPS_LISTEN (a processor's probes), not TIDINGS_LISTEN. */
+  constructor(args, env, { port, ops = false } = {}) {
     this.args = args;
     this.env = env;
     this.port = port;
+    this.ops = ops;
     this.child = null;
     this.output = [];
   }
@@ -70,7 +72,7 @@ export class Proc {
 
   async start() {
     const env = { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn', ...this.env };
-    if (this.port) env.TIDINGS_LISTEN = `127.0.0.1:${this.port}`;
+    if (this.port) env[this.ops ? 'TIDINGS_OPS_LISTEN' : 'TIDINGS_LISTEN'] = `127.0.0.1:${this.port}`;
     this.child = spawn(BIN, this.args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const keep = (chunk) => {
       this.output.push(chunk.toString());

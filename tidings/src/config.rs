@@ -29,6 +29,9 @@ pub struct Config {
     /// This process's id on the log; generated when empty. Give each replica a stable one,
     /// so a restarted processor takes its partitions back at once.
     pub node_id: String,
+    /// Where `tidings processor` serves `/healthz`, `/readyz` and `/metrics`
+    /// (`TIDINGS_OPS_LISTEN`); none when unset. Edges serve them on `listen`.
+    pub ops_listen: Option<String>,
     /// `json` (production) or `text`.
     pub log_format: String,
     /// Origins (`https://chat.example.com`, or `*`) whose pages may connect, besides the
@@ -117,6 +120,7 @@ impl Default for Config {
             rate_per_sec: 20.0,
             rate_burst: 40.0,
             node_id: String::new(),
+            ops_listen: None,
             log_format: "text".into(),
             allowed_origins: Vec::new(),
             presence_events_max: 500,
@@ -249,6 +253,9 @@ impl Config {
         }
         if let Some(v) = env("TIDINGS_USER_RATE_BURST") {
             limits.user_rate_burst = float("TIDINGS_USER_RATE_BURST", v)?;
+        }
+        if let Some(v) = env("TIDINGS_OPS_LISTEN") {
+            config.ops_listen = Some(v);
         }
         if let Some(v) = env("TIDINGS_NODE_ID") {
             config.node_id = v;

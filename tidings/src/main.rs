@@ -6,6 +6,7 @@
 //! - `migrate`: creates the Kafka topics and the Cassandra keyspace and tables (idempotent).
 
 mod config;
+mod ops;
 
 // glibc's malloc was ~12% of the edge's CPU under fan-out (BENCHMARKS.md, perf profile).
 #[global_allocator]
@@ -50,7 +51,8 @@ enum Command {
     /// A Socket.IO edge on Kafka and Cassandra/Scylla.
     Edge,
     /// Run processors (a comma-separated list of sequencer, persistence, fanout, typing,
-    /// presence) or `all`, on Kafka and Cassandra/Scylla.
+    /// presence, inbox) or `all`, on Kafka and Cassandra/Scylla. With TIDINGS_OPS_LISTEN,
+    /// also serve /healthz, /readyz and /metrics there.
     Processor { name: String },
     /// Create the Kafka topics and the Cassandra keyspace and tables; safe to run again.
     Migrate,
@@ -363,6 +365,18 @@ async fn processor(config: Config, names: &str, shutdown: CancellationToken) -> 
         moderation: moderation(&config),
         presence: presence(&config),
     };
+    if let Some(addr) = &config.ops_listen {
+        let names = processors.iter().map(|p| p.name()).collect();
+        let (log, store, shutdown) = (log.clone(), store.clone(), shutdown.clone());
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            if let Err(error) = ops::serve(&addr, names, log, store, shutdown.clone()).await {
+                // Without its probes the process is useless to an orchestrator: stop.
+                tracing::error!("{error:#}");
+                shutdown.cancel();
+            }
+        });
+    }
     run(log, store, processors, None, context, shutdown).await
 }
 
@@ -394,6 +408,7 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref(), |k| std::env::var(k).ok())?;
     init_logging(&config);
+    ops::register_process_metrics();
     let shutdown = shutdown_on_signal();
     match cli.command {
         Command::Standalone => standalone(config, shutdown).await,

@@ -61,6 +61,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         .await?;
     let mut epoch = consumer.assignment_epoch();
     let (mut directory, _) = Directory::load(&*ctx.log, false).await?;
+    crate::health::set_ready("fanout", true);
     loop {
         let records = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -75,6 +76,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         if records.is_empty() {
             continue;
         }
+        let batch_started = std::time::Instant::now();
         let mut pending: Vec<OutRecord> = Vec::new();
         let mut done: BTreeMap<u32, Checkpoint> = BTreeMap::new();
         for record in &records {
@@ -93,6 +95,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         let checkpoints: Vec<_> = done.into_values().collect();
         ctx.log.produce_batch(pending).await?;
         consumer.commit(&checkpoints).await?;
+        crate::health::batch("fanout", records.len(), batch_started.elapsed());
     }
 }
 

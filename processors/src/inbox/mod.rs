@@ -86,6 +86,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         .log
         .consumer(GROUP, &[ROOM_LOG], ConsumerOptions::default())
         .await?;
+    crate::health::set_ready("inbox", true);
     loop {
         let records = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -94,6 +95,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         if records.is_empty() {
             continue;
         }
+        let batch_started = std::time::Instant::now();
         let mut out = Vec::new();
         let events: Vec<RoomEvent> = records
             .iter()
@@ -125,6 +127,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
             ctx.store.set_read_marker(&m.user, &m.room, m.seq).await?;
         }
         consumer.commit(&checkpoints_of(&records)).await?;
+        crate::health::batch("inbox", records.len(), batch_started.elapsed());
         tracing::debug!(
             events = events.len(),
             notices = derived.notices.len(),

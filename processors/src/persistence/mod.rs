@@ -49,6 +49,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         .log
         .consumer(GROUP, &[ROOM_LOG], ConsumerOptions::default())
         .await?;
+    crate::health::set_ready("persistence", true);
     loop {
         let records = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -57,6 +58,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         if records.is_empty() {
             continue;
         }
+        let batch_started = std::time::Instant::now();
         let mut dead_letters = Vec::new();
         let messages: Vec<StoredMessage> = records
             .iter()
@@ -77,6 +79,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
             ctx.log.produce_batch(dead_letters).await?;
         }
         consumer.commit(&checkpoints).await?;
+        crate::health::batch("persistence", records.len(), batch_started.elapsed());
         tracing::debug!(messages = messages.len(), "persisted");
     }
 }

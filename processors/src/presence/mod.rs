@@ -117,7 +117,7 @@ async fn load(ctx: &Context) -> Result<Presence, ProcessorError> {
     tracing::info!(
         connections = state.connections(),
         rooms = state.rooms(),
-        positions = ?state.positions,
+        position = state.positions.get(&0).copied().unwrap_or(0),
         "presence state loaded"
     );
     Ok(state)
@@ -134,6 +134,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
     let mut occupancy = Occupancy::default();
     let mut changed_since_snapshot = false;
     let mut last_snapshot = Instant::now();
+    crate::health::set_ready("presence", true);
     loop {
         let records = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -144,6 +145,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
             state = load(ctx).await?;
             occupancy = Occupancy::default();
         }
+        let batch_started = Instant::now();
         let mut out = Vec::new();
         let mut changes = Vec::new();
         let mut questions = Vec::new();
@@ -183,6 +185,9 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         }
         for chunk in seen.chunks(MAX_USERS_PER_CALL) {
             ctx.store.set_last_seen(chunk).await?;
+        }
+        if !records.is_empty() {
+            crate::health::batch("presence", records.len(), batch_started.elapsed());
         }
         if changed_since_snapshot && last_snapshot.elapsed() >= SNAPSHOT_EVERY {
             save(ctx, &state).await?;

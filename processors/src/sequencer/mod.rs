@@ -119,6 +119,7 @@ impl Sequencer {
         let moderator = Moderator::new(&ctx.moderation);
         let mut epoch = consumer.assignment_epoch();
         let mut state = State::new(self.config.max_rooms, self.config.max_ids);
+        crate::health::set_ready("sequencer", true);
         loop {
             while state.over_cap() {
                 state.evict(&*ctx.store).await?;
@@ -152,6 +153,7 @@ impl Sequencer {
             consumer
                 .commit_with(outputs, &checkpoints_of(&records))
                 .await?;
+            crate::health::batch("sequencer", records.len(), started.elapsed());
             tracing::debug!(
                 events = records.len(),
                 sequence_ms = sequenced.as_secs_f64() * 1e3,

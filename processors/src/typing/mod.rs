@@ -55,6 +55,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         ..Default::default()
     };
     let mut consumer = ctx.log.consumer(GROUP, &[TYPING], options).await?;
+    crate::health::set_ready("typing", true);
     loop {
         let records = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -63,6 +64,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         if records.is_empty() {
             continue;
         }
+        let batch_started = std::time::Instant::now();
         let mut out = Vec::new();
         for record in &records {
             // A dead letter goes out with the notices, before the offsets move past it.
@@ -73,6 +75,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         // At least once is plenty for typing notices; one ordered batch, then the offsets.
         ctx.log.produce_batch(out).await?;
         consumer.commit(&checkpoints_of(&records)).await?;
+        crate::health::batch("typing", records.len(), batch_started.elapsed());
     }
 }
 
