@@ -83,6 +83,29 @@ resource "kubernetes_stateful_set" "processor" {
               value = env.value
             }
           }
+          # Probes and metrics on a port of their own (edges serve them on the client port).
+          env {
+            name  = "TIDINGS_OPS_LISTEN"
+            value = "0.0.0.0:9100"
+          }
+          port {
+            name           = "ops"
+            container_port = 9100
+          }
+          liveness_probe {
+            http_get {
+              path = "/healthz"
+              port = 9100
+            }
+            period_seconds = 10
+          }
+          readiness_probe {
+            http_get {
+              path = "/readyz"
+              port = 9100
+            }
+            period_seconds = 5
+          }
           resources {
             requests = { cpu = "250m", memory = "128Mi" }
             limits   = { memory = "512Mi" }
