@@ -3,14 +3,23 @@
 //! Prometheus's default registry, which `/metrics` of every process shows.
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use tidings_log::{Log, Record};
+use tokio_util::sync::CancellationToken;
+
+/// How often consumer lag is sampled.
+pub const LAG_EVERY: Duration = Duration::from_secs(5);
 
 struct Metrics {
     ready: IntGaugeVec,
     batch_records: HistogramVec,
     batch_seconds: HistogramVec,
     session_failures: IntCounterVec,
+    lag: IntGaugeVec,
+    /// (processor, topic, partition) → the next offset it will handle.
+    positions: Mutex<HashMap<(&'static str, String, u32), i64>>,
 }
 
 fn metrics() -> &'static Metrics {
@@ -54,12 +63,23 @@ fn metrics() -> &'static Metrics {
                 label,
             )
             .expect("valid metric"),
+            lag: IntGaugeVec::new(
+                Opts::new(
+                    "tidings_processor_lag_records",
+                    "Records in a partition after the last batch a processor (its consumer \
+                     group) handled, sampled every 5 s",
+                ),
+                &["processor", "topic", "partition"],
+            )
+            .expect("valid metric"),
+            positions: Mutex::new(HashMap::new()),
         };
         for collector in [
             Box::new(metrics.ready.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(metrics.batch_records.clone()),
             Box::new(metrics.batch_seconds.clone()),
             Box::new(metrics.session_failures.clone()),
+            Box::new(metrics.lag.clone()),
         ] {
             // Registered once per process; a failure only loses the metric, never the work.
             if let Err(error) = prometheus::register(collector) {
@@ -84,11 +104,20 @@ pub fn is_ready(processor: &str) -> bool {
 }
 
 /// One batch of `records` handled, from poll to commit, in `elapsed`.
-pub(crate) fn batch(processor: &str, records: usize, elapsed: Duration) {
+pub(crate) fn batch(processor: &'static str, records: &[Record], elapsed: Duration) {
     let m = metrics();
     m.batch_records
         .with_label_values(&[processor])
-        .observe(records as f64);
+        .observe(records.len() as f64);
+    {
+        let mut positions = m.positions.lock().unwrap_or_else(|e| e.into_inner());
+        for r in records {
+            let next = positions
+                .entry((processor, r.topic.clone(), r.partition))
+                .or_insert(0);
+            *next = (*next).max(r.offset + 1);
+        }
+    }
     m.batch_seconds
         .with_label_values(&[processor])
         .observe(elapsed.as_secs_f64());
@@ -99,4 +128,30 @@ pub(crate) fn session_failed(processor: &str) {
         .session_failures
         .with_label_values(&[processor])
         .inc();
+}
+
+/// Samples every known position's lag (end offset − next offset) every [`LAG_EVERY`] until
+/// `stop`.
+pub async fn sample_lag(log: Arc<dyn Log>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(LAG_EVERY) => {}
+        }
+        let m = metrics();
+        let positions: Vec<_> = m
+            .positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        for ((processor, topic, partition), next) in positions {
+            if let Ok(end) = log.end_offset(&topic, partition).await {
+                m.lag
+                    .with_label_values(&[processor, &topic, &partition.to_string()])
+                    .set((end - next).max(0));
+            }
+        }
+    }
 }

@@ -201,6 +201,12 @@ async fn run(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let mut tasks: JoinSet<Result<String>> = JoinSet::new();
+    if !processors.is_empty() {
+        tokio::spawn(tidings_processors::health::sample_lag(
+            log.clone(),
+            shutdown.clone(),
+        ));
+    }
     for processor in processors {
         let (context, shutdown) = (context.clone(), shutdown.clone());
         tasks.spawn(async move {

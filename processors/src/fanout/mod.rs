@@ -95,7 +95,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         let checkpoints: Vec<_> = done.into_values().collect();
         ctx.log.produce_batch(pending).await?;
         consumer.commit(&checkpoints).await?;
-        crate::health::batch("fanout", records.len(), batch_started.elapsed());
+        crate::health::batch("fanout", &records, batch_started.elapsed());
     }
 }
 

@@ -127,7 +127,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
             ctx.store.set_read_marker(&m.user, &m.room, m.seq).await?;
         }
         consumer.commit(&checkpoints_of(&records)).await?;
-        crate::health::batch("inbox", records.len(), batch_started.elapsed());
+        crate::health::batch("inbox", &records, batch_started.elapsed());
         tracing::debug!(
             events = events.len(),
             notices = derived.notices.len(),

@@ -79,7 +79,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
             ctx.log.produce_batch(dead_letters).await?;
         }
         consumer.commit(&checkpoints).await?;
-        crate::health::batch("persistence", records.len(), batch_started.elapsed());
+        crate::health::batch("persistence", &records, batch_started.elapsed());
         tracing::debug!(messages = messages.len(), "persisted");
     }
 }

@@ -187,7 +187,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
             ctx.store.set_last_seen(chunk).await?;
         }
         if !records.is_empty() {
-            crate::health::batch("presence", records.len(), batch_started.elapsed());
+            crate::health::batch("presence", &records, batch_started.elapsed());
         }
         if changed_since_snapshot && last_snapshot.elapsed() >= SNAPSHOT_EVERY {
             save(ctx, &state).await?;

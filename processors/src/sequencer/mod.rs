@@ -153,7 +153,7 @@ impl Sequencer {
             consumer
                 .commit_with(outputs, &checkpoints_of(&records))
                 .await?;
-            crate::health::batch("sequencer", records.len(), started.elapsed());
+            crate::health::batch("sequencer", &records, started.elapsed());
             tracing::debug!(
                 events = records.len(),
                 sequence_ms = sequenced.as_secs_f64() * 1e3,

@@ -75,7 +75,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         // At least once is plenty for typing notices; one ordered batch, then the offsets.
         ctx.log.produce_batch(out).await?;
         consumer.commit(&checkpoints_of(&records)).await?;
-        crate::health::batch("typing", records.len(), batch_started.elapsed());
+        crate::health::batch("typing", &records, batch_started.elapsed());
     }
 }
 
