@@ -5,7 +5,7 @@
   var socket = null, me = null, myName = null, generation = 0;
   var current = null;   // the room on screen
   // room -> {el, joined, loaded, lastSeq, shownSeq, from, newAfter, users, count, large,
-  //          typers}
+  //          typers, receipts, seenEl}
   var rooms = {};
   var names = {};       // user id -> display name, from presence answers
   var sendError = null; // the last failed send, shown until something newer happens
@@ -21,6 +21,7 @@
   // The inbox processor delivers `notify` before it stores the rows an `inbox` reads, so a
   // room notified of a message is asked about again until the answer includes it.
   var INBOX_RETRY_MS = 1000, INBOX_RETRIES = 5;
+  var SEEN_NAMES = 3;
 
   function el(tag, cls, text) {
     var e = document.createElement(tag);
@@ -146,6 +147,7 @@
 
   function messageLine(m) {
     var div = el('div', 'msg'), at = new Date(m.ts);
+    div.dataset.seq = m.seq;
     var time = div.appendChild(el('time', null, at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })));
     time.dateTime = at.toISOString();
     time.title = at.toLocaleString();
@@ -171,6 +173,7 @@
     }
     append(m.room, messageLine(m));
     st.shownSeq = Math.max(st.shownSeq, m.seq);
+    if (Object.keys(st.receipts).length) renderSeen(m.room); // it may have been read already
     if (m.room === current && document.visibilityState === 'visible') markReadSoon();
     // Unseen, the badge grows: the inbox counts it (the user's own messages never count).
     else if (m.from !== me && (inbox.byRoom[m.room] || dmPartner(m.room))) expectInInbox(m.room, m.seq);
@@ -219,6 +222,7 @@
         st.shownSeq = Math.max(st.shownSeq, m.seq);
       });
       st.el.insertBefore(older, st.el.firstChild);
+      renderSeen(room);
       if (room === current) { $('log').scrollTop = $('log').scrollHeight; markReadSoon(); }
     });
   }
@@ -245,7 +249,7 @@
       var from = catchUpFrom(room);
       rooms[room] = { el: el('div'), joined: false, loaded: false, lastSeq: null, shownSeq: 0,
                       from: from, newAfter: from, users: {}, count: null, large: false,
-                      typers: {} };
+                      typers: {}, receipts: {}, seenEl: el('div', 'seen') };
       if (connected()) join(room);
     }
     show(room);
@@ -312,7 +316,7 @@
     refreshInbox(INBOX_RETRY_MS); // counts below the head come only from the server
   }
 
-  // --- Read markers: what the user has seen. ---
+  // --- Read markers: what the user has seen, and what others have. ---
 
   // At most one `read` per half second, however fast messages come.
   function markReadSoon() {
@@ -333,6 +337,31 @@
       if (marked[room] === seq) marked[room] = before;
       setTimeout(markReadSoon, ack.error.retry_after_ms || 2000);
     });
+  }
+
+  // Under the newest message others have read: who has read it.
+  function renderSeen(room) {
+    var st = rooms[room], top = 0;
+    Object.keys(st.receipts).forEach(function (u) { if (u !== me) top = Math.max(top, st.receipts[u]); });
+    var line = st.el.lastElementChild;
+    while (line && !(line.dataset.seq && Number(line.dataset.seq) <= top)) line = line.previousElementSibling;
+    if (!line) { st.seenEl.remove(); return; }
+    var seq = Number(line.dataset.seq);
+    var who = Object.keys(st.receipts)
+      .filter(function (u) { return u !== me && st.receipts[u] >= seq; })
+      .map(nameOf).sort(function (a, b) { return a.localeCompare(b); });
+    var more = who.length - SEEN_NAMES;
+    st.seenEl.textContent = 'Seen by ' + (more > 0
+      ? who.slice(0, SEEN_NAMES).join(', ') + ' and ' + more + (more === 1 ? ' other' : ' others')
+      : who.join(', '));
+    line.after(st.seenEl);
+  }
+  function onReceipt(r) {
+    var st = rooms[r.room];
+    if (!st || r.user === me) return;
+    if (r.seq <= (st.receipts[r.user] || 0)) return;
+    st.receipts[r.user] = r.seq;
+    renderSeen(r.room);
   }
 
   function fetchToken(name) {
@@ -416,6 +445,7 @@
       s.on('notify', function (n) { expectInInbox(n.room, n.seq); });
       // Another tab or device of this user read further.
       s.on('read', function (r) { markerMoved(r.room, r.seq); });
+      s.on('receipt', onReceipt);
       updateStatus();
     }).catch(function (e) {
       if (gen === generation) fail('Could not sign in: ' + e.message);
