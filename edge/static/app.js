@@ -4,10 +4,24 @@
   var $ = function (id) { return document.getElementById(id); };
   var socket = null, me = null, myName = null, generation = 0;
   var current = null;   // the room on screen
-  var rooms = {};       // room -> {el, joined, lastSeq, users, count, large, typers}
+  // room -> {el, joined, loaded, lastSeq, shownSeq, from, newAfter, users, count, large,
+  //          typers, receipts, seenEl}
+  var rooms = {};
   var names = {};       // user id -> display name, from presence answers
   var sendError = null; // the last failed send, shown until something newer happens
   var typingRoom = null, typingTimer = null;
+  var inbox = newInbox();
+  var marked = {};      // room -> the highest read marker sent, acknowledged or heard of
+  var readTimer = null;
+
+  // Past this many unread messages a room opens on its latest page rather than replaying
+  // everything since the marker: nobody scrolls back through more.
+  var MAX_CATCH_UP = 500;
+  var INBOX_EVERY_MS = 10000;
+  // The inbox processor delivers `notify` before it stores the rows an `inbox` reads, so a
+  // room notified of a message is asked about again until the answer includes it.
+  var INBOX_RETRY_MS = 1000, INBOX_RETRIES = 5;
+  var SEEN_NAMES = 3;
 
   function el(tag, cls, text) {
     var e = document.createElement(tag);
@@ -33,6 +47,11 @@
     return other ? nameOf(other) : '#' + room;
   }
   function connected() { return !!(socket && socket.connected); }
+  // The user sees a room when it is on screen, joined, in a tab that is not hidden.
+  function viewing(room) {
+    var st = rooms[room];
+    return room === current && !!st && st.joined && document.visibilityState === 'visible';
+  }
 
   // The status line always says what is true now: recomputed on every change.
   function updateStatus() {
@@ -53,16 +72,45 @@
     $('status').className = 'err';
   }
 
+  // The rooms open here keep their place, in the order opened, so a click never lands on a
+  // room that moved under the pointer; the inbox's other rooms follow, newest first.
+  function listedRooms() {
+    var open = Object.keys(rooms);
+    return open.concat(inbox.order.filter(function (r) { return !rooms[r]; }));
+  }
+  function unreadText(entry) {
+    if (!entry || !entry.unread) return '';
+    return entry.unread + (entry.mentions ? ' · @' + entry.mentions : '');
+  }
+  // The same counts in words, for screen readers (the badge itself is hidden from them).
+  function unreadWords(entry) {
+    var words = entry.unread + ' unread';
+    if (entry.mentions) words += ', ' + entry.mentions + (entry.mentions === 1 ? ' mention' : ' mentions');
+    return words;
+  }
+  function roomItem(r) {
+    var li = el('li'), entry = inbox.byRoom[r], badge = unreadText(entry);
+    var b = li.appendChild(el('button', 'room', label(r)));
+    b.type = 'button';
+    b.dataset.room = r;
+    if (r === current) b.setAttribute('aria-current', 'true');
+    if (entry && entry.last) b.title = nameOf(entry.last.from) + ': ' + entry.last.text;
+    b.onclick = function () { openRoom(r); };
+    if (badge) {
+      b.setAttribute('aria-label', label(r) + ', ' + unreadWords(entry));
+      li.appendChild(el('span', 'badge', badge)).setAttribute('aria-hidden', 'true');
+    }
+    return li;
+  }
+  // The list is redrawn whenever counts change (every inbox answer): a keyboard user keeps
+  // the focus on the room it was on.
   function renderRooms() {
-    var ul = $('rooms');
-    ul.replaceChildren();
-    Object.keys(rooms).forEach(function (r) {
-      var b = el('button', 'room', label(r));
-      b.type = 'button';
-      if (r === current) b.setAttribute('aria-current', 'true');
-      b.onclick = function () { show(r); };
-      ul.appendChild(el('li')).appendChild(b);
-    });
+    var focused = $('rooms').contains(document.activeElement) ? document.activeElement.dataset.room : null;
+    $('rooms').replaceChildren.apply($('rooms'), listedRooms().map(roomItem));
+    if (focused == null) return;
+    var again = Array.prototype.find.call($('rooms').querySelectorAll('button'),
+                                          function (b) { return b.dataset.room === focused; });
+    if (again) again.focus();
   }
   function renderOnline() {
     var st = rooms[current], ul = $('online');
@@ -94,10 +142,12 @@
     $('log').replaceChildren();
     if (room) { $('log').appendChild(rooms[room].el); $('log').scrollTop = $('log').scrollHeight; }
     renderRooms(); renderOnline(); renderTyping(); updateStatus();
+    markReadSoon();
   }
 
   function messageLine(m) {
     var div = el('div', 'msg'), at = new Date(m.ts);
+    div.dataset.seq = m.seq;
     var time = div.appendChild(el('time', null, at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })));
     time.dateTime = at.toISOString();
     time.title = at.toLocaleString();
@@ -116,18 +166,31 @@
     if (!st) return;
     if (st.lastSeq !== null && m.seq <= st.lastSeq) return; // already shown
     st.lastSeq = m.seq;
+    // Opened from the inbox: a line marks where the unread messages begin.
+    if (st.newAfter !== null && m.seq > st.newAfter) {
+      append(m.room, el('div', 'new', 'New messages'));
+      st.newAfter = null;
+    }
     append(m.room, messageLine(m));
+    st.shownSeq = Math.max(st.shownSeq, m.seq);
+    if (Object.keys(st.receipts).length) renderSeen(m.room); // it may have been read already
+    if (m.room === current && document.visibilityState === 'visible') markReadSoon();
+    // Unseen, the badge grows: the inbox counts it (the user's own messages never count).
+    else if (m.from !== me && (inbox.byRoom[m.room] || dmPartner(m.room))) expectInInbox(m.room, m.seq);
   }
 
-  // Joins (or, after a reconnect, rejoins) a room, then asks who is online in it.
+  // Joins (or, after a reconnect, rejoins) a room, then asks who is online in it. The first
+  // join of a room opened from the inbox starts at the read marker, so the unread messages
+  // come first, then earlier ones above them.
   function join(room) {
     var st = rooms[room], s = socket, req = { room: room };
     if (st.lastSeq !== null) req.since = st.lastSeq; // resume: nothing missed, nothing twice
+    else if (st.from !== null) req.since = st.from;
     s.emit('join', req, function (ack) {
       if (s !== socket || rooms[room] !== st) return;
       if (!ack || !ack.ok) {
         var why = ack && ack.error ? ack.error.message : 'no answer';
-        if (st.lastSeq === null) { // never got in: forget it
+        if (!st.loaded) { // never got in: forget it
           delete rooms[room];
           if (current === room) show(Object.keys(rooms)[0] || null); else renderRooms();
         }
@@ -135,19 +198,32 @@
         return;
       }
       st.joined = true;
-      if (st.lastSeq === null) {
-        var head = st.lastSeq = ack.head;
-        s.emit('history', { room: room, limit: 50 }, function (h) {
-          if (!h || !h.ok || rooms[room] !== st) return;
-          // Above anything that arrived live meanwhile; later seqs come (or came) live.
-          var older = document.createDocumentFragment();
-          h.messages.forEach(function (m) { if (m.seq <= head) older.appendChild(messageLine(m)); });
-          st.el.insertBefore(older, st.el.firstChild);
-          if (room === current) $('log').scrollTop = $('log').scrollHeight;
-        });
+      if (!st.loaded) {
+        st.loaded = true;
+        loadEarlier(room, st.from !== null ? st.from : ack.head);
       }
+      // A join's replay (if any) has ended: everything up to head is shown.
+      if (st.lastSeq === null || st.lastSeq < ack.head) st.lastSeq = ack.head;
+      st.newAfter = null;
       seedPresence(room);
-      if (room === current) updateStatus();
+      if (room === current) { updateStatus(); markReadSoon(); }
+    });
+  }
+  // The page of history ending at `upTo`, above whatever arrived live meanwhile.
+  function loadEarlier(room, upTo) {
+    var st = rooms[room];
+    if (upTo <= 0) return;
+    socket.emit('history', { room: room, before: upTo + 1, limit: 50 }, function (h) {
+      if (!h || !h.ok || rooms[room] !== st) return;
+      var older = document.createDocumentFragment();
+      h.messages.forEach(function (m) {
+        if (m.seq > upTo) return;
+        older.appendChild(messageLine(m));
+        st.shownSeq = Math.max(st.shownSeq, m.seq);
+      });
+      st.el.insertBefore(older, st.el.firstChild);
+      renderSeen(room);
+      if (room === current) { $('log').scrollTop = $('log').scrollHeight; markReadSoon(); }
     });
   }
   function seedPresence(room) {
@@ -162,12 +238,130 @@
     });
   }
 
+  // Where to start a room's first join: at the read marker when the inbox knows one and the
+  // gap is small; null for the latest page.
+  function catchUpFrom(room) {
+    var entry = inbox.byRoom[room];
+    return entry && entry.unread && entry.head - entry.read <= MAX_CATCH_UP ? entry.read : null;
+  }
   function openRoom(room) {
     if (!rooms[room]) {
-      rooms[room] = { el: el('div'), joined: false, lastSeq: null, users: {}, count: null, large: false, typers: {} };
+      var from = catchUpFrom(room);
+      rooms[room] = { el: el('div'), joined: false, loaded: false, lastSeq: null, shownSeq: 0,
+                      from: from, newAfter: from, users: {}, count: null, large: false,
+                      typers: {}, receipts: {}, seenEl: el('div', 'seen') };
       if (connected()) join(room);
     }
     show(room);
+  }
+
+  // --- The inbox: unread counts per room, asked for and kept current. ---
+
+  function newInbox() {
+    // order: rooms newest first; byRoom: room -> entry; expect: room -> {seq, tries} for
+    // messages heard of live that an answer must still show.
+    return { order: [], byRoom: {}, expect: {}, asking: false, again: false, timer: null };
+  }
+  // Asks for the inbox after `ms`. One question at a time and at most one waiting keep the
+  // load bounded however many messages and notices arrive.
+  function refreshInbox(ms) {
+    var box = inbox;
+    if (box.timer) return;
+    box.timer = setTimeout(function () { box.timer = null; askInbox(box); }, ms);
+  }
+  function askInbox(box) {
+    var s = socket;
+    if (box !== inbox || !connected()) return;
+    if (box.asking) { box.again = true; return; }
+    box.asking = true;
+    s.timeout(10000).emit('inbox', {}, function (err, ack) {
+      box.asking = false;
+      if (box !== inbox || s !== socket) return;
+      if (!err && ack && ack.ok) applyInbox(ack.rooms);
+      if (box.again || Object.keys(box.expect).length) { box.again = false; refreshInbox(INBOX_RETRY_MS); }
+    });
+  }
+  function applyInbox(list) {
+    inbox.order = [];
+    inbox.byRoom = {};
+    list.forEach(function (entry) {
+      noteMarker(entry, marked[entry.room] || 0);
+      marked[entry.room] = entry.read;
+      inbox.order.push(entry.room);
+      inbox.byRoom[entry.room] = entry;
+      var wait = inbox.expect[entry.room];
+      if (wait && (entry.head >= wait.seq || ++wait.tries > INBOX_RETRIES)) delete inbox.expect[entry.room];
+    });
+    // A room the answer leaves out (past the inbox's size) is not waited for forever.
+    Object.keys(inbox.expect).forEach(function (r) {
+      if (!inbox.byRoom[r] && ++inbox.expect[r].tries > INBOX_RETRIES) delete inbox.expect[r];
+    });
+    renderRooms();
+  }
+  function expectInInbox(room, seq) {
+    var wait = inbox.expect[room];
+    if (!wait || wait.seq < seq) inbox.expect[room] = { seq: seq, tries: 0 };
+    refreshInbox(300);
+  }
+  // A marker known here may be newer than an answer (markers reach the inbox a moment after
+  // they are acknowledged or announced): counts drop to 0 once it covers the room's head.
+  function noteMarker(entry, seq) {
+    if (seq <= entry.read) return;
+    entry.read = seq;
+    if (seq >= entry.head) { entry.unread = 0; entry.mentions = 0; }
+  }
+  function markerMoved(room, seq) {
+    marked[room] = Math.max(marked[room] || 0, seq);
+    if (inbox.byRoom[room]) { noteMarker(inbox.byRoom[room], seq); renderRooms(); }
+    refreshInbox(INBOX_RETRY_MS); // counts below the head come only from the server
+  }
+
+  // --- Read markers: what the user has seen, and what others have. ---
+
+  // At most one `read` per half second, however fast messages come.
+  function markReadSoon() {
+    if (!readTimer) readTimer = setTimeout(function () { readTimer = null; markRead(); }, 500);
+  }
+  function markRead() {
+    var room = current, st = rooms[room], s = socket;
+    if (!viewing(room) || !connected()) return;
+    var seq = st.shownSeq, before = marked[room] || 0;
+    if (seq <= before) return; // a marker never moves back, and once is enough
+    marked[room] = seq;
+    s.emit('read', { room: room, seq: seq }, function (ack) {
+      if (s !== socket) return;
+      if (ack && ack.ok) { markerMoved(room, seq); return; }
+      // Only a busy server is worth asking again; any other refusal would only repeat.
+      var code = ack && ack.error && ack.error.code;
+      if (code !== 'unavailable' && code !== 'rate_limited') return;
+      if (marked[room] === seq) marked[room] = before;
+      setTimeout(markReadSoon, ack.error.retry_after_ms || 2000);
+    });
+  }
+
+  // Under the newest message others have read: who has read it.
+  function renderSeen(room) {
+    var st = rooms[room], top = 0;
+    Object.keys(st.receipts).forEach(function (u) { if (u !== me) top = Math.max(top, st.receipts[u]); });
+    var line = st.el.lastElementChild;
+    while (line && !(line.dataset.seq && Number(line.dataset.seq) <= top)) line = line.previousElementSibling;
+    if (!line) { st.seenEl.remove(); return; }
+    var seq = Number(line.dataset.seq);
+    var who = Object.keys(st.receipts)
+      .filter(function (u) { return u !== me && st.receipts[u] >= seq; })
+      .map(nameOf).sort(function (a, b) { return a.localeCompare(b); });
+    var more = who.length - SEEN_NAMES;
+    st.seenEl.textContent = 'Seen by ' + (more > 0
+      ? who.slice(0, SEEN_NAMES).join(', ') + ' and ' + more + (more === 1 ? ' other' : ' others')
+      : who.join(', '));
+    line.after(st.seenEl);
+  }
+  function onReceipt(r) {
+    var st = rooms[r.room];
+    if (!st || r.user === me) return;
+    if (r.seq <= (st.receipts[r.user] || 0)) return;
+    st.receipts[r.user] = r.seq;
+    renderSeen(r.room);
   }
 
   function fetchToken(name) {
@@ -185,7 +379,9 @@
   function signIn(name) {
     var gen = ++generation;
     if (socket) socket.disconnect();
+    clearTimeout(inbox.timer);
     socket = null; me = null; myName = name; rooms = {}; current = null; typingRoom = null;
+    inbox = newInbox(); marked = {};
     show(null);
     return fetchToken(name).then(function (t) {
       if (gen !== generation) return;
@@ -196,6 +392,7 @@
         s.everConnected = true;
         sendError = null;
         Object.keys(rooms).forEach(join);
+        refreshInbox(0);
         updateStatus();
       });
       s.on('disconnect', function (reason) {
@@ -244,6 +441,11 @@
         st.count = o.count;
         if (o.room === current) renderOnline();
       });
+      // A direct message or a mention in a room not joined here.
+      s.on('notify', function (n) { expectInInbox(n.room, n.seq); });
+      // Another tab or device of this user read further.
+      s.on('read', function (r) { markerMoved(r.room, r.seq); });
+      s.on('receipt', onReceipt);
       updateStatus();
     }).catch(function (e) {
       if (gen === generation) fail('Could not sign in: ' + e.message);
@@ -298,4 +500,9 @@
     clearTimeout(typingTimer);
     typingTimer = setTimeout(function () { setTyping(false); }, 3000);
   });
+  // Back to a hidden tab: what is on screen now counts as read.
+  document.addEventListener('visibilitychange', markReadSoon);
+  // Counts change with messages in rooms this page has not joined and no notice tells of
+  // (a room marked read elsewhere, a busy room): ask now and then.
+  setInterval(function () { refreshInbox(0); }, INBOX_EVERY_MS);
 })();

@@ -1,6 +1,7 @@
 // The chat page in a real browser (Debian's chromium driven by Playwright): two tabs chat,
 // see typing, and carry on after the server is killed and restarted; two users see each
-// other online and talk privately; the page works on a phone-sized screen.
+// other online and talk privately; unread counts, read in one tab and cleared in another, and
+// "seen by"; the page works on a phone-sized screen.
 
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -27,8 +28,8 @@ async function setUp(t) {
   return { proc, browser };
 }
 
-async function openTab(browser, url, name, room) {
-  const page = await (await browser.newContext()).newPage();
+async function openTab(browser, url, name, room, context = {}) {
+  const page = await (await browser.newContext(context)).newPage();
   await page.goto(url);
   await page.fill('#name', name);
   await page.fill('#room', room);
@@ -47,9 +48,10 @@ async function untilJoined(page) {
 }
 
 /** Waits until the page's text at `selector` satisfies `check`; says what it was if not. */
-async function until(page, selector, check, what) {
-  const read = () => page.$eval(selector, (e) => e.textContent);
-  const deadline = Date.now() + 15000;
+async function until(page, selector, check, what, timeoutMs = 15000) {
+  // Every match's text, joined: '' while there is none yet.
+  const read = () => page.$$eval(selector, (els) => els.map((e) => e.textContent).join('\n'));
+  const deadline = Date.now() + timeoutMs;
   for (;;) {
     const text = await read();
     if (check(text)) return text;
@@ -71,6 +73,22 @@ const onlineIs = async (page, expected) => {
     await page.waitForTimeout(50);
   }
 };
+
+/** The room list as [name, badge] pairs, badge '' when there is none. */
+const roomList = (page) => page.$$eval('#rooms li', (els) => els.map((li) => [
+  li.querySelector('button').textContent, li.querySelector('.badge')?.textContent ?? '']));
+const roomsAre = async (page, expected, what, timeoutMs = 15000) => {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const list = await roomList(page);
+    if (JSON.stringify(list) === JSON.stringify(expected)) return;
+    if (Date.now() > deadline) assert.deepEqual(list, expected, what);
+    await page.waitForTimeout(50);
+  }
+};
+// The page asks for the inbox every 10 s anyway: a change awaited for less than that came
+// from a live event (notify, read, receipt).
+const LIVE_MS = 5000;
 
 describe('browser chat page', () => {
   it('two tabs chat, see typing, and survive a server restart', async (t) => {
@@ -201,5 +219,68 @@ describe('browser chat page', () => {
     await page.press('#room', 'Enter');
     await statusIs(page, 'Connected as cy in #kitchen');
     assert.deepEqual(await page.$$eval('#rooms button', (els) => els.map((e) => e.textContent)), ['#lobby', '#kitchen']);
+  });
+
+  it('unread badges from the inbox, cleared by reading in another tab, and "seen by" for the sender', async (t) => {
+    const { proc, browser } = await setUp(t);
+    const say = async (page, text) => {
+      await page.fill('#text', text);
+      await page.press('#text', 'Enter');
+      await logHas(page, text);
+    };
+    const ada = await openTab(browser, proc.url, 'ada', 'lobby');
+    // Bob's first tab is on a phone-sized screen, in the lobby while ada writes elsewhere.
+    const bob = await openTab(browser, proc.url, 'bob', 'lobby', { viewport: { width: 380, height: 700 } });
+    await onlineIs(ada, ['ada (you)', 'bob']);
+
+    // Ada writes to bob privately twice, then twice in a room he is not in, once to him.
+    await ada.click('#online button:text-is("bob")');
+    await untilJoined(ada);
+    await statusIs(ada, 'Connected as ada, talking with bob');
+    await say(ada, 'are you there?');
+    await say(ada, 'lunch at noon');
+    await ada.fill('#room', 'kitchen');
+    await ada.press('#room', 'Enter');
+    await statusIs(ada, 'Connected as ada in #kitchen');
+    await say(ada, 'the kettle is broken');
+    await say(ada, '@bob can you fix it?');
+    await ada.click('#rooms button:text-is("bob")');
+    await statusIs(ada, 'Connected as ada, talking with bob');
+
+    // Bob's open tab learns of it live (notify); the newest room comes first after his own.
+    await roomsAre(bob, [['#lobby', ''], ['#kitchen', '2 · @1'], ['ada', '2']], 'badges from notify', LIVE_MS);
+    assert.equal(await bob.getAttribute('#rooms button:text-is("#kitchen")', 'aria-label'),
+      '#kitchen, 2 unread, 1 mention', 'the counts in words');
+    assert.ok(await bob.evaluate(() => document.documentElement.scrollWidth) <= 380, 'no sideways scrolling');
+    const badge = await bob.locator('#rooms .badge').first().boundingBox();
+    assert.ok(badge && badge.x + badge.width <= 380, `a badge is within 380 px: ${JSON.stringify(badge)}`);
+    // A tab opened afterwards (bob was offline there) gets the same from the inbox.
+    const bob2 = await openTab(browser, proc.url, 'bob', 'lobby');
+    await roomsAre(bob2, [['#lobby', ''], ['#kitchen', '2 · @1'], ['ada', '2']], 'badges from the inbox');
+    assert.equal(await ada.locator('#log .seen').count(), 0, 'nobody has read the direct messages yet');
+
+    // Bob opens the direct chat: the unread messages, under a line saying they are new.
+    await bob.click('#rooms button:text-is("ada")');
+    await statusIs(bob, 'Connected as bob, talking with ada');
+    await logHas(bob, 'lunch at noon');
+    const lines = await messages(bob);
+    assert.equal(lines.length, 2, `each message once: ${JSON.stringify(lines)}`);
+    assert.match(lines[0], /ada\s*are you there\?\s*#1/);
+    assert.match(lines[1], /ada\s*lunch at noon\s*#2/);
+    assert.equal(await bob.textContent('#log > div > :first-child'), 'New messages');
+    // Its badge goes, in this tab and (from the read event) in the other; the kitchen's stays.
+    await roomsAre(bob, [['#lobby', ''], ['ada', ''], ['#kitchen', '2 · @1']], 'read here');
+    await roomsAre(bob2, [['#lobby', ''], ['#kitchen', '2 · @1'], ['ada', '']], 'read in the other tab', LIVE_MS);
+
+    // Ada, in the direct chat, sees that bob has read it, under her last message.
+    await until(ada, '#log .seen', (s) => s === 'Seen by bob', 'the receipt is shown', LIVE_MS);
+    assert.match(await ada.$eval('#log .seen', (e) => e.previousElementSibling.textContent), /lunch at noon\s*#2/);
+
+    // Bob opens the kitchen from the list: the mention is there, and no badge is left.
+    await bob.click('#rooms button:text-is("#kitchen")');
+    await statusIs(bob, 'Connected as bob in #kitchen');
+    await logHas(bob, '@bob can you fix it?');
+    await roomsAre(bob, [['#lobby', ''], ['ada', ''], ['#kitchen', '']], 'all read');
+    await roomsAre(bob2, [['#lobby', ''], ['#kitchen', ''], ['ada', '']], 'all read in the other tab', LIVE_MS);
   });
 });
