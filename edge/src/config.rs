@@ -43,6 +43,9 @@ pub struct EdgeConfig {
     pub reply_timeout: Duration,
     /// How long catch-up waits for the store to reach the needed seq before `unavailable`.
     pub catchup_timeout: Duration,
+    /// On shutdown, how long requests in progress (sends awaiting their ack) may take to
+    /// finish before the connections are closed.
+    pub drain_timeout: Duration,
     /// How long a client may take to send its HTTP request head; then it is disconnected.
     pub request_head_timeout: Duration,
     /// How often the delivery consumer lag is sampled.
@@ -95,6 +98,7 @@ impl EdgeConfig {
             max_join_buffer_bytes: 4 * 1024 * 1024,
             reply_timeout: Duration::from_secs(10),
             catchup_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(10),
             request_head_timeout: Duration::from_secs(10),
             lag_sample_interval: Duration::from_secs(5),
             max_out_bytes: 1024 * 1024,

@@ -191,8 +191,14 @@ fn handle(
         shared.metrics.event_in(name);
         let in_flight = conn.requests_in_flight.fetch_add(1, Ordering::AcqRel);
         let _slot = InFlight(&conn.requests_in_flight);
+        shared.in_progress.fetch_add(1, Ordering::AcqRel);
+        let _edge_slot = InFlight(&shared.in_progress);
         let result = match (conn.check_rate(), data) {
             (Err(e), _) => Err(e),
+            // Shutting down: the client retries on another edge (same id for a send).
+            _ if shared.draining.load(Ordering::Acquire) => {
+                Err(ClientError::unavailable("this edge is shutting down"))
+            }
             (Ok(()), _)
                 if matches!(bounded, Bounded::InFlight)
                     && in_flight >= shared.config.max_requests_in_flight =>

@@ -70,6 +70,9 @@ async fn healthz() -> &'static str {
 /// out of reach, a full disk under the embedded backends). Each check is one round trip at
 /// most, and both run at once, so probing every few seconds costs little.
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.draining.load(std::sync::atomic::Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: shutting down").into_response();
+    }
     let check = async {
         let (log, store) = tokio::join!(shared.log.writable(), shared.store.writable());
         log.map_err(|e| e.to_string())?;

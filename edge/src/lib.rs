@@ -30,7 +30,7 @@ pub use config::EdgeConfig;
 pub use errors::{ClientError, EdgeError};
 
 use socketioxide::{ParserConfig, SocketIo};
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tidings_log::{partition_for, topics, Log};
@@ -79,6 +79,8 @@ pub async fn serve_on(
         sessions: Arc::new(wire::Sessions::default()),
         delivery_partition: partition,
         delivery_position: AtomicI64::new(start),
+        draining: AtomicBool::new(false),
+        in_progress: AtomicUsize::new(0),
         config,
         log,
         store,
@@ -106,7 +108,8 @@ pub async fn serve_on(
     presence::started(&shared)
         .await
         .map_err(|e| EdgeError::Config(format!("cannot reach the presence topic: {e}")))?;
-    let tasks = shutdown.child_token();
+    // Not a child of `shutdown`: acks must keep coming in while the edge drains.
+    let tasks = CancellationToken::new();
     let consumer = tokio::spawn(deliveries::consume(shared.clone(), reader, tasks.clone()));
     let heartbeat = tokio::spawn(presence::heartbeat(shared.clone(), tasks.clone()));
     let sampler = tokio::spawn(deliveries::sample_lag(shared.clone(), tasks.clone()));
@@ -122,16 +125,31 @@ pub async fn serve_on(
         "edge serving"
     );
     let app = http::router(shared.clone()).layer(layer);
-    let stop = shutdown.clone();
+    // Drain: not ready, no new connections, no new requests; requests in progress (sends
+    // awaiting their ack) finish, bounded; then the transports close, which stock clients
+    // take as a cue to reconnect (to another edge behind the load balancer).
+    let stop = (shutdown.clone(), shared.clone());
     listener::serve(listener, app, shared.clone(), async move {
-        stop.cancelled().await;
-        // Close every Socket.IO connection: they would outlive the accept loop otherwise.
-        io.close().await;
+        stop.0.cancelled().await;
+        stop.1.draining.store(true, Ordering::Release);
     })
     .await;
+    drain(&shared).await;
+    io.close().await;
     tasks.cancel();
     let _ = consumer.await;
     let _ = sampler.await;
     let _ = heartbeat.await;
     Ok(())
+}
+
+/// Waits, at most `drain_timeout`, until no request is in progress on this edge.
+async fn drain(shared: &state::Shared) {
+    let deadline = tokio::time::Instant::now() + shared.config.drain_timeout;
+    let mut left = shared.in_progress.load(Ordering::Acquire);
+    while left > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        left = shared.in_progress.load(Ordering::Acquire);
+    }
+    tracing::info!(left, "drained; closing connections");
 }

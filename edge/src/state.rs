@@ -8,7 +8,7 @@ use crate::metrics::Metrics;
 use crate::rooms::Rooms;
 use crate::users::Users;
 use crate::wire::Sessions;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tidings_log::Log;
 use tidings_store::Store;
@@ -29,6 +29,10 @@ pub struct Shared {
     /// This edge's partition of the deliveries topic, and the next offset to read there.
     pub delivery_partition: u32,
     pub delivery_position: AtomicI64,
+    /// Shutting down: `/readyz` fails and new requests get `unavailable`.
+    pub draining: AtomicBool,
+    /// Requests whose handler is running, on every connection.
+    pub in_progress: AtomicUsize,
 }
 
 pub use tidings_log::now_ms;

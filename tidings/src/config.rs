@@ -58,6 +58,8 @@ pub struct LimitsSection {
     pub auth_timeout_ms: u64,
     /// How long a client may take to send an HTTP request head (slowloris).
     pub request_head_timeout_ms: u64,
+    /// On SIGTERM, how long an edge lets requests in progress finish before it closes.
+    pub drain_timeout_ms: u64,
     /// TCP connections per IP address per edge (0: no cap).
     pub max_conns_per_ip: usize,
     /// New TCP connections per second per IP address, and the burst above that.
@@ -79,6 +81,7 @@ impl Default for LimitsSection {
             max_frame_bytes: edge.max_payload_bytes,
             auth_timeout_ms: edge.auth_timeout.as_millis() as u64,
             request_head_timeout_ms: edge.request_head_timeout.as_millis() as u64,
+            drain_timeout_ms: edge.drain_timeout.as_millis() as u64,
             max_conns_per_ip: edge.max_conns_per_ip,
             connect_rate_per_ip: edge.connects_per_sec_per_ip,
             connect_burst_per_ip: edge.connects_burst_per_ip,
@@ -232,6 +235,9 @@ impl Config {
         }
         if let Some(v) = env("TIDINGS_AUTH_TIMEOUT_MS") {
             limits.auth_timeout_ms = parse("TIDINGS_AUTH_TIMEOUT_MS", v)? as u64;
+        }
+        if let Some(v) = env("TIDINGS_DRAIN_TIMEOUT_MS") {
+            limits.drain_timeout_ms = parse("TIDINGS_DRAIN_TIMEOUT_MS", v)? as u64;
         }
         if let Some(v) = env("TIDINGS_REQUEST_HEAD_TIMEOUT_MS") {
             limits.request_head_timeout_ms = parse("TIDINGS_REQUEST_HEAD_TIMEOUT_MS", v)? as u64;

@@ -129,6 +129,7 @@ fn edge_config(config: &Config, node: String) -> Result<EdgeConfig> {
     edge.max_payload_bytes = l.max_frame_bytes;
     edge.auth_timeout = std::time::Duration::from_millis(l.auth_timeout_ms);
     edge.request_head_timeout = std::time::Duration::from_millis(l.request_head_timeout_ms);
+    edge.drain_timeout = std::time::Duration::from_millis(l.drain_timeout_ms);
     edge.max_conns_per_ip = l.max_conns_per_ip;
     edge.connects_per_sec_per_ip = l.connect_rate_per_ip;
     edge.connects_burst_per_ip = l.connect_burst_per_ip;
@@ -201,14 +202,21 @@ async fn run(
     shutdown: CancellationToken,
 ) -> Result<()> {
     let mut tasks: JoinSet<Result<String>> = JoinSet::new();
+    // With an edge in the process, processors stop only once the edge has drained: its
+    // sends in progress need the sequencer to be acked.
+    let processors_stop = if edge.is_some() {
+        CancellationToken::new()
+    } else {
+        shutdown.clone()
+    };
     if !processors.is_empty() {
         tokio::spawn(tidings_processors::health::sample_lag(
             log.clone(),
-            shutdown.clone(),
+            processors_stop.clone(),
         ));
     }
     for processor in processors {
-        let (context, shutdown) = (context.clone(), shutdown.clone());
+        let (context, shutdown) = (context.clone(), processors_stop.clone());
         tasks.spawn(async move {
             let name = processor.name();
             tracing::info!(processor = name, consumes = ?processor.consumes(), produces = ?processor.produces(), "starting");
@@ -218,7 +226,9 @@ async fn run(
     }
     if let Some(edge) = edge {
         let (log, store, shutdown) = (log.clone(), store.clone(), shutdown.clone());
+        let _stop_processors_after = processors_stop.clone().drop_guard();
         tasks.spawn(async move {
+            let _stop_processors_after = _stop_processors_after;
             tidings_edge::serve(edge, log, store, shutdown)
                 .await
                 .context("edge")?;
