@@ -66,8 +66,9 @@ fn metrics() -> &'static Metrics {
             lag: IntGaugeVec::new(
                 Opts::new(
                     "tidings_processor_lag_records",
-                    "Records in a partition after the last batch a processor (its consumer \
-                     group) handled, sampled every 5 s",
+                    "Offsets in a partition after the last batch a processor (its consumer \
+                     group) handled, sampled every 5 s (on Kafka a transaction's commit \
+                     marker counts as one)",
                 ),
                 &["processor", "topic", "partition"],
             )

@@ -58,12 +58,13 @@ describe('processors are observable (Kafka and Cassandra)', () => {
       return ['sequencer', 'persistence', 'fanout', 'inbox'].every((p) => metric(text, `tidings_processor_batch_records_count{processor="${p}"}`) > 0);
     });
     assert.ok(metric(text, 'tidings_processor_batch_seconds_count{processor="sequencer"}') > 0);
-    // Lag is sampled every 5 s, per processor, topic and partition; caught up, it is 0.
+    // Lag is sampled every 5 s, per processor, topic and partition; caught up, it is 0, or 1
+    // on Kafka where the offset after a transaction's last record is its commit marker.
     await waitUntil('lag sampled', async () => {
       text = await (await fetch(`${ops}/metrics`)).text();
       const lines = text.split('\n').filter((l) => l.startsWith('tidings_processor_lag_records{')
         && l.includes('processor="persistence"') && l.includes('topic="tidings.room-log"'));
-      return lines.length > 0 && lines.every((l) => l.endsWith(' 0'));
+      return lines.length > 0 && lines.every((l) => Number(l.split(' ').at(-1)) <= 1);
     });
     ada.close();
 
