@@ -11,7 +11,9 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
+use tidings_log::Log;
 use tidings_schemas::text::check_identity;
+use tidings_store::Store;
 
 const INDEX_HTML: &str = include_str!("../static/index.html");
 const APP_JS: &str = include_str!("../static/app.js");
@@ -73,8 +75,14 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     if shared.draining.load(std::sync::atomic::Ordering::Acquire) {
         return (StatusCode::SERVICE_UNAVAILABLE, "not ready: shutting down").into_response();
     }
+    backends_ready(&*shared.log, &*shared.store).await
+}
+
+/// `/readyz` of any process on the log and the store: 200 while both take writes, else 503
+/// with the reason. Both checks run at once, within 3 s.
+pub async fn backends_ready(log: &dyn Log, store: &dyn Store) -> Response {
     let check = async {
-        let (log, store) = tokio::join!(shared.log.writable(), shared.store.writable());
+        let (log, store) = tokio::join!(log.writable(), store.writable());
         log.map_err(|e| e.to_string())?;
         store.map_err(|e| e.to_string())?;
         Ok::<_, String>(())

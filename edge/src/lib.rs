@@ -28,6 +28,7 @@ mod wire;
 
 pub use config::EdgeConfig;
 pub use errors::{ClientError, EdgeError};
+pub use http::backends_ready;
 
 use socketioxide::{ParserConfig, SocketIo};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};

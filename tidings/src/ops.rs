@@ -12,7 +12,6 @@ use axum::routing::get;
 use axum::Router;
 use prometheus::{Encoder, IntGaugeVec, Opts, TextEncoder};
 use std::sync::Arc;
-use std::time::Duration;
 use tidings_log::Log;
 use tidings_store::Store;
 use tokio_util::sync::CancellationToken;
@@ -87,17 +86,7 @@ async fn readyz(State(ops): State<Arc<Ops>>) -> Response {
         )
             .into_response();
     }
-    let check = async {
-        let (log, store) = tokio::join!(ops.log.writable(), ops.store.writable());
-        log.map_err(|e| e.to_string())?;
-        store.map_err(|e| e.to_string())?;
-        Ok::<_, String>(())
-    };
-    match tokio::time::timeout(Duration::from_secs(3), check).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}")).into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "not ready: timed out").into_response(),
-    }
+    tidings_edge::backends_ready(&*ops.log, &*ops.store).await
 }
 
 async fn metrics() -> Response {
