@@ -82,7 +82,13 @@ describe('the inbox on Kafka and Cassandra under SIGKILL', () => {
     });
     assert.ok(killed);
 
-    await waitUntil('the inbox is exact again', async () => JSON.stringify(await inboxOf(bob)) === JSON.stringify(expected), 90000);
+    try {
+      await waitUntil('the inbox is exact again', async () => JSON.stringify(await inboxOf(bob)) === JSON.stringify(expected), 90000);
+    } catch (e) {
+      // Show what it says instead, and what the inbox processor logged.
+      console.log(`inbox processor output:\n${inbox.output.join('')}`);
+      assert.deepEqual(await inboxOf(bob), expected, e.message);
+    }
     await sleep(2000); // and stays so: nothing replayed twice on top
     assert.deepEqual(await inboxOf(bob), expected);
     const adas = await inboxOf(ada);
