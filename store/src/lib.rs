@@ -7,6 +7,7 @@
 
 pub mod cassandra;
 pub mod embedded;
+pub mod metered;
 
 use async_trait::async_trait;
 

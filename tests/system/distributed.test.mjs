@@ -52,12 +52,22 @@ describe('processors are observable (Kafka and Cassandra)', () => {
     const room = unique('observed');
     const ada = await connect(deployment.urls[0], { token: token('ada') });
     await call(ada, 'join', { room });
-    assert.equal((await call(ada, 'send', { room, id: 'm1', text: 'counted' })).seq, 1);
+    const mentionsBefore = metric(text, 'tidings_inbox_notifications_total{reason="mention"}');
+    assert.equal((await call(ada, 'send', { room, id: 'm1', text: 'counted, @bob' })).seq, 1);
     await waitUntil('batches counted', async () => {
       text = await (await fetch(`${ops}/metrics`)).text();
-      return ['sequencer', 'persistence', 'fanout', 'inbox'].every((p) => metric(text, `tidings_processor_batch_records_count{processor="${p}"}`) > 0);
+      return ['sequencer', 'persistence', 'fanout', 'inbox'].every((p) => metric(text, `tidings_processor_batch_records_count{processor="${p}"}`) > 0)
+        && metric(text, 'tidings_inbox_notifications_total{reason="mention"}') > mentionsBefore;
     });
     assert.ok(metric(text, 'tidings_processor_batch_seconds_count{processor="sequencer"}') > 0);
+    // Store and log latency, per backend and operation: persistence appended to Cassandra,
+    // the sequencer committed a Kafka transaction.
+    assert.ok(metric(text, 'tidings_store_op_seconds_count{backend="cassandra",op="append"}') > 0, 'store append timed');
+    assert.ok(metric(text, 'tidings_log_op_seconds_count{backend="kafka",op="commit_with"}') > 0, 'log transaction timed');
+    await waitUntil('presence counts ada online', async () => {
+      text = await (await fetch(`${ops}/metrics`)).text();
+      return metric(text, 'tidings_presence_online_users') >= 1 && metric(text, 'tidings_presence_online_connections') >= 1;
+    });
     // Lag is sampled every 5 s, per processor, topic and partition; caught up, it is 0, or 1
     // on Kafka where the offset after a transaction's last record is its commit marker.
     await waitUntil('lag sampled', async () => {

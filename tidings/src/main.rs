@@ -189,7 +189,13 @@ async fn distributed_backends(
         Ok(CassandraStore::connect(&cassandra).await?)
     })
     .await?;
-    Ok((Arc::new(kafka), Arc::new(store)))
+    Ok((
+        Arc::new(tidings_log::metered::Metered::new(Arc::new(kafka), "kafka")),
+        Arc::new(tidings_store::metered::Metered::new(
+            Arc::new(store),
+            "cassandra",
+        )),
+    ))
 }
 
 /// Runs `processors` and, if given, an edge, until shutdown or until one of them fails.
@@ -300,7 +306,14 @@ async fn standalone(mut config: Config, shutdown: CancellationToken) -> Result<(
     log.ensure_topics(&topics::all()).await?;
     let store = EmbeddedStore::open(&config.data_dir.join("store.redb"))
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
-    let (log, store): (Arc<dyn Log>, Arc<dyn Store>) = (Arc::new(log), Arc::new(store));
+    let log: Arc<dyn Log> = Arc::new(tidings_log::metered::Metered::new(
+        Arc::new(log),
+        "embedded",
+    ));
+    let store: Arc<dyn Store> = Arc::new(tidings_store::metered::Metered::new(
+        Arc::new(store),
+        "embedded",
+    ));
     // Stable across restarts (unless configured): metric series keep their label, and the
     // edge's start record tells presence that every connection of the previous run is gone.
     let node = if config.node_id.is_empty() {

@@ -20,6 +20,7 @@
 //! topic (`user-host`, `user-unhost`), followed live like typing follows room hosts.
 
 mod derive;
+mod metrics;
 
 pub use derive::{mentions, MAX_MENTIONS};
 
@@ -128,6 +129,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         }
         consumer.commit(&checkpoints_of(&records)).await?;
         crate::health::batch("inbox", &records, batch_started.elapsed());
+        metrics::batch(derived.notices.iter().map(|n| n.reason), advanced.len());
         tracing::debug!(
             events = events.len(),
             notices = derived.notices.len(),

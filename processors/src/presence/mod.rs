@@ -19,6 +19,7 @@
 //! back (no phantom). Changes replayed after the snapshot are announced again: members may
 //! hear the same `presence` twice, never a wrong one.
 
+mod metrics;
 mod state;
 
 use crate::dead_letter::decode_or_dead_letter;
@@ -189,6 +190,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         if !records.is_empty() {
             crate::health::batch("presence", &records, batch_started.elapsed());
         }
+        metrics::observe(&state);
         if changed_since_snapshot && last_snapshot.elapsed() >= SNAPSHOT_EVERY {
             save(ctx, &state).await?;
             let checkpoints: Vec<Checkpoint> = state

@@ -87,6 +87,14 @@ impl Presence {
         self.rooms.len()
     }
 
+    pub fn users(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn edges(&self) -> usize {
+        self.edges.len()
+    }
+
     /// A sign of life from `node` at `ts`.
     pub fn seen_edge(&mut self, node: &str, ts: i64) {
         let last = self.edges.entry(node.to_string()).or_insert(ts);
