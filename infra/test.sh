@@ -10,6 +10,7 @@ export TIDINGS_BIN=$CARGO_TARGET_DIR/debug/tidings
 export TIDINGS_KAFKA_BROKERS=${TIDINGS_KAFKA_BROKERS:-127.0.0.1:9092}
 export TIDINGS_CASSANDRA=${TIDINGS_CASSANDRA:-127.0.0.1:9042}
 
+infra/setup.sh
 trap 'infra/services.sh stop' EXIT
 cargo build --workspace --all-targets
 infra/services.sh start
