@@ -53,6 +53,7 @@ describe('processors are observable (Kafka and Cassandra)', () => {
     const ada = await connect(deployment.urls[0], { token: token('ada') });
     await call(ada, 'join', { room });
     const mentionsBefore = metric(text, 'tidings_inbox_notifications_total{reason="mention"}');
+    assert.ok(mentionsBefore >= 0, 'the inbox counters are there before the first batch');
     assert.equal((await call(ada, 'send', { room, id: 'm1', text: 'counted, @bob' })).seq, 1);
     await waitUntil('batches counted', async () => {
       text = await (await fetch(`${ops}/metrics`)).text();

@@ -7,6 +7,7 @@
 
 mod config;
 mod ops;
+mod registry;
 
 // glibc's malloc was ~12% of the edge's CPU under fan-out (BENCHMARKS.md, perf profile).
 #[global_allocator]
@@ -56,6 +57,9 @@ enum Command {
     Processor { name: String },
     /// Create the Kafka topics and the Cassandra keyspace and tables; safe to run again.
     Migrate,
+    /// Serve the Confluent Schema Registry API (read-only) for Tidings' schemas on
+    /// TIDINGS_LISTEN, with /healthz, /readyz and /metrics.
+    Registry,
 }
 
 fn init_logging(config: &Config) {
@@ -444,5 +448,6 @@ async fn main() -> Result<()> {
         Command::Edge => edge(config, shutdown).await,
         Command::Processor { name } => processor(config, &name, shutdown).await,
         Command::Migrate => migrate(config, shutdown).await,
+        Command::Registry => registry::serve(&config.listen, shutdown).await,
     }
 }

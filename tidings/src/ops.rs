@@ -38,6 +38,15 @@ pub fn register_process_metrics() {
     }
 }
 
+/// `/healthz`, `/readyz` and `/metrics` of a process that needs no backend to do its job
+/// (the schema registry): ready as soon as it serves.
+pub fn probes() -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ready" }))
+        .route("/metrics", get(metrics))
+}
+
 struct Ops {
     processors: Vec<&'static str>,
     log: Arc<dyn Log>,

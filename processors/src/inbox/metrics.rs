@@ -43,6 +43,11 @@ fn counters() -> &'static Counters {
     })
 }
 
+/// Makes the series visible before the first batch.
+pub(super) fn register() {
+    counters();
+}
+
 /// A batch's notices (by reason) and forward-moving markers, counted once they are written.
 pub(super) fn batch<'a>(reasons: impl Iterator<Item = &'a str>, markers: usize) {
     let c = counters();

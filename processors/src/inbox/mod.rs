@@ -87,6 +87,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         .log
         .consumer(GROUP, &[ROOM_LOG], ConsumerOptions::default())
         .await?;
+    metrics::register();
     crate::health::set_ready("inbox", true);
     loop {
         let records = tokio::select! {

@@ -132,6 +132,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
     let mut consumer = ctx.log.consumer(GROUP, &[PRESENCE], options).await?;
     let mut epoch = consumer.assignment_epoch();
     let mut state = load(ctx).await?;
+    metrics::observe(&state);
     let mut occupancy = Occupancy::default();
     let mut changed_since_snapshot = false;
     let mut last_snapshot = Instant::now();
