@@ -1,6 +1,7 @@
 """Starts a real `tidings standalone` for the python-socketio tests."""
 
 import base64
+import threading
 import hashlib
 import hmac
 import json
@@ -13,6 +14,7 @@ import urllib.request
 import uuid
 
 import pytest
+import socketio
 
 SECRET = "python-test-secret"
 BIN = os.environ.get("TIDINGS_BIN", os.path.join(os.path.dirname(__file__), "../../target/debug/tidings"))
@@ -25,6 +27,27 @@ def make_token(sub, secret=SECRET, expires_in=3600):
     signing_input = f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64({'sub': sub, 'exp': int(time.time()) + expires_in})}"
     signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+def connect(url, sub):
+    client = socketio.Client(reconnection=False)
+    client.received = []
+    ready = threading.Event()
+
+    @client.on("message")
+    def on_message(data):
+        client.received.append(data)
+        ready.set()
+
+    client.connect(url, auth={"token": make_token(sub)}, transports=["websocket"], wait_timeout=10)
+    return client
+
+
+def wait_for(predicate, timeout=15):
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.02)
 
 
 def free_port():
@@ -69,17 +92,15 @@ def server():
     stop([proc])
 
 
-@pytest.fixture(scope="module", params=["standalone", "kafka-cassandra"])
-def backend(request):
-    """A Tidings URL on each backend: standalone, or an edge with processors apart on the
-    Kafka and Cassandra that infra/services.sh started."""
-    if request.param == "standalone":
-        yield request.getfixturevalue("server")
-        return
+@pytest.fixture(scope="module")
+def distributed():
+    """An edge with processors apart on the Kafka and Cassandra that infra/services.sh
+    started: its URL and the environment its processes share."""
     env = {"TIDINGS_JWT_SECRET": SECRET,
            "TIDINGS_KAFKA_BROKERS": os.environ.get("TIDINGS_KAFKA_BROKERS", "127.0.0.1:9092"),
            "TIDINGS_CASSANDRA": os.environ.get("TIDINGS_CASSANDRA", "127.0.0.1:9042"),
-           "TIDINGS_CASSANDRA_KEYSPACE": "tidings_python"}
+           "TIDINGS_CASSANDRA_KEYSPACE": "tidings_python",
+           "TIDINGS_BLOCKED_TERMS": "forbidden-word"}
     subprocess.run([BIN, "migrate"], env=dict(os.environ, **env), check=True, timeout=120)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -88,5 +109,24 @@ def backend(request):
                                              "TIDINGS_LISTEN": f"127.0.0.1:{free_port()}"})
     edge = start(["edge"], {**env, "TIDINGS_NODE_ID": f"py-edge-{suffix}",
                             "TIDINGS_LISTEN": f"127.0.0.1:{port}"}, url)
-    yield url
+    yield {"url": url, "env": env}
     stop([edge, processors])
+
+
+@pytest.fixture(scope="module", params=["standalone", "kafka-cassandra"])
+def backend(request):
+    """A Tidings URL on each backend: standalone, or the distributed deployment."""
+    if request.param == "standalone":
+        yield request.getfixturevalue("server")
+    else:
+        yield request.getfixturevalue("distributed")["url"]
+
+
+@pytest.fixture(scope="module")
+def registry():
+    """`tidings registry`: the Schema Registry API for Tidings' schemas."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start(["registry"], {"TIDINGS_LISTEN": f"127.0.0.1:{port}"}, url)
+    yield url
+    stop([proc])

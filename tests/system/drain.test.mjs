@@ -43,7 +43,9 @@ describe('graceful drain on SIGTERM (standalone)', () => {
       }
     };
     const senders = clients.map(sender);
-    await new Promise((r) => setTimeout(r, 1500));
+    // SIGTERM once the stream flows (how soon depends on the machine's load).
+    const flowingBy = Date.now() + 20000;
+    while (outcomes.acked.size <= 100 && Date.now() < flowingBy) await new Promise((r) => setTimeout(r, 50));
     const ackedBefore = outcomes.acked.size;
     stopping = true;
     const termAt = Date.now();

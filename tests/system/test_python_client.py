@@ -1,34 +1,11 @@
 """The stock python-socketio client against `tidings standalone`."""
 
-import threading
-import time
 import uuid
 
 import pytest
 import socketio
 
-from conftest import make_token
-
-
-def connect(url, sub):
-    client = socketio.Client(reconnection=False)
-    client.received = []
-    ready = threading.Event()
-
-    @client.on("message")
-    def on_message(data):
-        client.received.append(data)
-        ready.set()
-
-    client.connect(url, auth={"token": make_token(sub)}, transports=["websocket"], wait_timeout=10)
-    return client
-
-
-def wait_for(predicate, timeout=15):
-    deadline = time.time() + timeout
-    while not predicate():
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.02)
+from conftest import connect, make_token, wait_for
 
 
 def test_two_python_clients_chat_and_resume(server):

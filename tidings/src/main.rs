@@ -60,6 +60,22 @@ enum Command {
     /// Serve the Confluent Schema Registry API (read-only) for Tidings' schemas on
     /// TIDINGS_LISTEN, with /healthz, /readyz and /metrics.
     Registry,
+    /// Tidings' Avro schemas: list them, or push them into another Schema Registry.
+    Schemas {
+        #[command(subcommand)]
+        command: SchemasCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemasCommand {
+    /// Every subject (`<topic>-value`), version, id and file.
+    List,
+    /// Register every schema under its Tidings id in the registry at URL (IMPORT mode).
+    Push {
+        #[arg(long)]
+        registry: String,
+    },
 }
 
 fn init_logging(config: &Config) {
@@ -449,5 +465,14 @@ async fn main() -> Result<()> {
         Command::Processor { name } => processor(config, &name, shutdown).await,
         Command::Migrate => migrate(config, shutdown).await,
         Command::Registry => registry::serve(&config.listen, shutdown).await,
+        Command::Schemas { command } => match command {
+            SchemasCommand::List => {
+                registry::listing()
+                    .iter()
+                    .for_each(|line| println!("{line}"));
+                Ok(())
+            }
+            SchemasCommand::Push { registry: url } => registry::push(&url).await,
+        },
     }
 }
