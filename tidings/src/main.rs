@@ -5,6 +5,7 @@
 //! - `processor <name>|all`: processors on Kafka and Cassandra/Scylla;
 //! - `migrate`: creates the Kafka topics and the Cassandra keyspace and tables (idempotent).
 
+mod asyncapi;
 mod config;
 mod ops;
 mod registry;
@@ -71,6 +72,8 @@ enum Command {
 enum SchemasCommand {
     /// Every subject (`<topic>-value`), version, id and file.
     List,
+    /// The Kafka topics as an AsyncAPI 3 document (what asyncapi-kafka.yaml holds).
+    Asyncapi,
     /// Register every schema under its Tidings id in the registry at URL (IMPORT mode).
     Push {
         #[arg(long)]
@@ -473,6 +476,10 @@ async fn main() -> Result<()> {
                 Ok(())
             }
             SchemasCommand::Push { registry: url } => registry::push(&url).await,
+            SchemasCommand::Asyncapi => {
+                print!("{}", asyncapi::kafka_document());
+                Ok(())
+            }
         },
     }
 }
