@@ -20,6 +20,7 @@ pub mod inbox;
 pub mod persistence;
 pub mod presence;
 pub mod registry;
+pub mod replay;
 pub mod sequencer;
 pub mod typing;
 

@@ -61,10 +61,26 @@ enum Command {
     /// Serve the Confluent Schema Registry API (read-only) for Tidings' schemas on
     /// TIDINGS_LISTEN, with /healthz, /readyz and /metrics.
     Registry,
+    /// Rebuild what is derived from the log, from the log.
+    Replay {
+        #[command(subcommand)]
+        command: ReplayCommand,
+    },
     /// Tidings' Avro schemas: list them, or push them into another Schema Registry.
     Schemas {
         #[command(subcommand)]
         command: SchemasCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReplayCommand {
+    /// Rebuild the store (history, inbox, read markers) from the whole room log. Idempotent;
+    /// on Kafka and Cassandra (`tidings migrate` first if the keyspace is new), or with
+    /// --embedded on the embedded log and store in TIDINGS_DATA_DIR (standalone stopped).
+    Store {
+        #[arg(long)]
+        embedded: bool,
     },
 }
 
@@ -280,6 +296,24 @@ async fn run(
     Ok(())
 }
 
+/// The embedded log and store in TIDINGS_DATA_DIR, timed for /metrics.
+async fn embedded_backends(config: &Config) -> Result<(Arc<dyn Log>, Arc<dyn Store>)> {
+    let log = EmbeddedLog::open(&config.data_dir.join("log.redb"))
+        .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
+    log.ensure_topics(&topics::all()).await?;
+    let store = EmbeddedStore::open(&config.data_dir.join("store.redb"))
+        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let log: Arc<dyn Log> = Arc::new(tidings_log::metered::Metered::new(
+        Arc::new(log),
+        "embedded",
+    ));
+    let store: Arc<dyn Store> = Arc::new(tidings_store::metered::Metered::new(
+        Arc::new(store),
+        "embedded",
+    ));
+    Ok((log, store))
+}
+
 /// The generated key of a standalone without TIDINGS_JWT_SECRET, made once per data dir.
 fn dev_secret(data_dir: &std::path::Path) -> Result<String> {
     let path = data_dir.join("dev-jwt-secret");
@@ -324,19 +358,7 @@ async fn standalone(mut config: Config, shutdown: CancellationToken) -> Result<(
             "TIDINGS_JWT_SECRET is not set: using a generated key and serving POST /dev/token"
         );
     }
-    let log = EmbeddedLog::open(&config.data_dir.join("log.redb"))
-        .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
-    log.ensure_topics(&topics::all()).await?;
-    let store = EmbeddedStore::open(&config.data_dir.join("store.redb"))
-        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
-    let log: Arc<dyn Log> = Arc::new(tidings_log::metered::Metered::new(
-        Arc::new(log),
-        "embedded",
-    ));
-    let store: Arc<dyn Store> = Arc::new(tidings_store::metered::Metered::new(
-        Arc::new(store),
-        "embedded",
-    ));
+    let (log, store) = embedded_backends(&config).await?;
     // Stable across restarts (unless configured): metric series keep their label, and the
     // edge's start record tells presence that every connection of the previous run is gone.
     let node = if config.node_id.is_empty() {
@@ -455,6 +477,20 @@ async fn migrate(config: Config, shutdown: CancellationToken) -> Result<()> {
     Ok(())
 }
 
+async fn replay_store(config: Config, embedded: bool, shutdown: CancellationToken) -> Result<()> {
+    let (log, store) = if embedded {
+        embedded_backends(&config).await?
+    } else {
+        distributed_backends(&config, &shutdown).await?
+    };
+    let stats = tidings_processors::replay::rebuild_store(log, store, shutdown).await?;
+    println!(
+        "replayed {} room-log records in {:.1} s: {} messages, {} read markers, {} undecodable",
+        stats.records, stats.seconds, stats.messages, stats.read_markers, stats.undecodable
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -468,6 +504,9 @@ async fn main() -> Result<()> {
         Command::Processor { name } => processor(config, &name, shutdown).await,
         Command::Migrate => migrate(config, shutdown).await,
         Command::Registry => registry::serve(&config.listen, shutdown).await,
+        Command::Replay {
+            command: ReplayCommand::Store { embedded },
+        } => replay_store(config, embedded, shutdown).await,
         Command::Schemas { command } => match command {
             SchemasCommand::List => {
                 registry::listing()
