@@ -32,7 +32,8 @@ FROM debian:bookworm-slim
 # `ldd tidings`: libc, libm, libgcc_s and libz, all of them in the base image already
 # (libc6, libgcc-s1, zlib1g), so nothing is installed. It makes no TLS connections, so no
 # ca-certificates either. The service runs as an unprivileged user owning only /data.
-RUN useradd --system --user-group --uid 10001 --home-dir /data --no-create-home \
+RUN groupadd --system --gid 10001 tidings \
+    && useradd --system --uid 10001 --gid tidings --home-dir /data --no-create-home \
         --shell /usr/sbin/nologin tidings \
     && install -d -o tidings -g tidings -m 0700 /data
 COPY --from=build /usr/local/bin/tidings /usr/local/bin/tidings
