@@ -13,7 +13,8 @@
 #     default target/debug/tidings, and Kafka and Cassandra, as infra/test.sh has them).
 #
 # promtool comes from the Go module proxy at an exact version and is built once into
-# $HOME/.cache/tidings-tools (TIDINGS_TOOLS_DIR), outside the clone. Needs go, jq and node.
+# $TIDINGS_TOOLS (default ~/.cache/tidings-tools, as infra/check-docker.sh), outside the
+# clone; once it is there the static checks run offline. Needs go, jq and node.
 #
 # Usage: infra/check-monitoring.sh [--static]
 set -euo pipefail
@@ -31,7 +32,8 @@ esac
 # older). Built without the service-discovery plugins (tag remove_all_sd), which checking
 # rules does not use: less to download and compile.
 PROMTOOL_VERSION=v0.316.0
-TOOLS=${TIDINGS_TOOLS_DIR:-$HOME/.cache/tidings-tools}
+TOOLS=${TIDINGS_TOOLS:-$HOME/.cache/tidings-tools}
+PATH=$PATH:/usr/local/go/bin
 PROMTOOL=$TOOLS/promtool-$PROMTOOL_VERSION
 MON=infra/monitoring
 DASHBOARD=$MON/grafana/dashboards/tidings.json
@@ -101,21 +103,22 @@ alerts_tested() {
         echo "a template names a label the alert does not have"
         status=1
     fi
-    for alert in $(awk '/^[[:space:]]*- alert:/ { print $3 }' "$MON/alerts.yml"); do
+    while read -r alert; do
         awk -v a="$alert" '
             /^[[:space:]]*alertname:/ { cur = $2 }
             cur == a && /^[[:space:]]*exp_alerts:[[:space:]]*\[\][[:space:]]*$/ { quiet = 1 }
             cur == a && /^[[:space:]]*exp_alerts:[[:space:]]*$/ { fires = 1 }
             END { exit !(quiet && fires) }
         ' "$MON/alerts.test.yml" || { echo "$alert: needs a test where it fires and one where it does not"; status=1; }
-    done
+    done < <(awk '/^[[:space:]]*- alert:/ { print $3 }' "$MON/alerts.yml")
     return $status
 }
 
 # The dashboard's structure: what Grafana needs to load it and show data in every panel.
 dashboard_valid() {
     jq -e . "$DASHBOARD" >/dev/null || { echo "not valid JSON"; return 1; }
-    jq -r '
+    local problems
+    problems=$(jq -r '
         def panels: .panels[] | ., (.panels // [])[];
         def vars: [.templating.list[].name] + ["__rate_interval", "__interval", "__range", "__interval_ms"];
         vars as $vars
@@ -133,14 +136,15 @@ dashboard_valid() {
           ([panels | .datasource.uid?, (.targets // [])[].expr] + [.templating.list[] | .query.query? // empty]
            | map(select(type == "string") | scan("\\$\\{?([A-Za-z_][A-Za-z0-9_]*)") | .[0]) | unique
            | map(select(. as $v | $vars | index($v) | not)) | .[] | "variable $\(.) is used but not defined")
-    ' "$DASHBOARD" | { ! grep .; }
+    ' "$DASHBOARD") || return 1
+    [[ -z $problems ]] || { echo "$problems"; return 1; }
 }
 
 # The dashboard selects the provisioned datasource by default.
 dashboard_datasource_provisioned() {
     local uid
     uid=$(jq -r '.templating.list[] | select(.type == "datasource") | .current.value' "$DASHBOARD")
-    grep -Eq "^[[:space:]]*uid:[[:space:]]*$uid[[:space:]]*$" "$MON/grafana/provisioning/datasources/prometheus.yml" \
+    grep -Eq "^[[:space:]]*uid:[[:space:]]*${uid}[[:space:]]*$" "$MON/grafana/provisioning/datasources/prometheus.yml" \
         || { echo "the dashboard's default datasource $uid is not the provisioned one"; return 1; }
 }
 
