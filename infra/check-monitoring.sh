@@ -114,6 +114,15 @@ alerts_tested() {
     return $status
 }
 
+# OPERATIONS.md tells operators what each alert means: none may be missing there.
+alerts_documented() {
+    local status=0 alert
+    while read -r alert; do
+        grep -q "\`$alert\`" OPERATIONS.md || { echo "$alert is not in OPERATIONS.md"; status=1; }
+    done < <(awk '/^[[:space:]]*- alert:/ { print $3 }' "$MON/alerts.yml")
+    return $status
+}
+
 # The dashboard's structure: what Grafana needs to load it and show data in every panel.
 dashboard_valid() {
     jq -e . "$DASHBOARD" >/dev/null || { echo "not valid JSON"; return 1; }
@@ -181,6 +190,7 @@ check "promtool check rules $MON/alerts.yml" "$PROMTOOL" check rules "$MON/alert
 check "promtool test rules $MON/alerts.test.yml" "$PROMTOOL" test rules "$MON/alerts.test.yml"
 check "every alert has a severity, a summary and a description" alerts_annotated
 check "every alert is tested firing and not firing" alerts_tested
+check "every alert is explained in OPERATIONS.md" alerts_documented
 check "promtool check config $MON/prometheus.yml" "$PROMTOOL" check config "$MON/prometheus.yml"
 check "$DASHBOARD: panels, datasources, targets, variables" dashboard_valid
 check "$DASHBOARD: the default datasource is the provisioned one" dashboard_datasource_provisioned
