@@ -278,6 +278,11 @@ impl Config {
         if let Some(v) = env("TIDINGS_KAFKA_FETCH_WAIT_MS") {
             config.kafka.fetch_wait_ms = parse("TIDINGS_KAFKA_FETCH_WAIT_MS", v)? as u32;
         }
+        if let Some(v) = env("TIDINGS_KAFKA_REPLICATION_FACTOR") {
+            config.kafka.replication_factor = v.parse().with_context(|| {
+                format!("TIDINGS_KAFKA_REPLICATION_FACTOR must be a whole number, got {v:?}")
+            })?;
+        }
         if let Some(v) = env("TIDINGS_CASSANDRA") {
             config.cassandra.contact_points = list(&v);
         }
@@ -319,6 +324,13 @@ impl Config {
         }
         if !matches!(self.log_format.as_str(), "json" | "text") {
             bail!("log_format must be json or text, got {:?}", self.log_format);
+        }
+        if !(1..=i16::MAX as i32).contains(&self.kafka.replication_factor) {
+            bail!(
+                "TIDINGS_KAFKA_REPLICATION_FACTOR (kafka.replication_factor) must be from 1 to {}, got {}",
+                i16::MAX,
+                self.kafka.replication_factor
+            );
         }
         if parse_consistency(&self.cassandra.consistency).is_none() {
             bail!(
@@ -429,5 +441,20 @@ mod tests {
             Config::load(Some(&file), env(&[])).is_err(),
             "unknown keys are errors"
         );
+        for (name, value) in [
+            ("TIDINGS_KAFKA_REPLICATION_FACTOR", "0"),
+            ("TIDINGS_KAFKA_REPLICATION_FACTOR", "three"),
+        ] {
+            let err = Config::load(None, env(&[(name, value)])).unwrap_err();
+            assert!(format!("{err:#}").contains(name), "{err:#}");
+        }
+    }
+
+    #[test]
+    fn replication_comes_from_the_environment_or_the_file() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config.kafka().replication_factor, 1);
+        let config = Config::load(None, env(&[("TIDINGS_KAFKA_REPLICATION_FACTOR", "3")])).unwrap();
+        assert_eq!(config.kafka().replication_factor, 3);
     }
 }
