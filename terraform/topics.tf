@@ -14,3 +14,16 @@ resource "kafka_topic" "tidings" {
   }
 }
 
+# Adopting topics that exist already, e.g. made by `tidings migrate` before Terraform managed
+# them (a plain apply would fail on them: "topic already exists"). With
+# adopt_existing_topics = true, plan imports every topic of local.topics that is not in the
+# state yet and then finds nothing to change, as long as the topic has the settings above.
+# Every topic must exist while it is on: importing a missing one fails. Once they are in
+# the state their imports do nothing, but turn it off after the apply that adopted them, so
+# that a topic added later is created rather than imported. (For one topic,
+# `terraform import 'kafka_topic.tidings["NAME"]' NAME` does the same.)
+import {
+  for_each = { for name, topic in local.topics : name => topic if var.adopt_existing_topics }
+  to       = kafka_topic.tidings[each.key]
+  id       = each.key
+}

@@ -28,6 +28,12 @@ variable "replication_factor" {
   }
 }
 
+variable "adopt_existing_topics" {
+  description = "Import the Tidings topics that exist already (e.g. made by `tidings migrate`) instead of creating them: see the import block in topics.tf. Every topic must exist while this is on."
+  type        = bool
+  default     = false
+}
+
 variable "cassandra_replication" {
   description = "Replication of the keyspace the migrate job creates (TIDINGS_CASSANDRA_REPLICATION): SimpleStrategy:N, or NetworkTopologyStrategy:DC=N,DC=N with datacenter names as the cluster's snitch reports them. Applies when the keyspace is created; an existing keyspace keeps its replication."
   type        = string

@@ -1,5 +1,6 @@
 terraform {
-  required_version = ">= 1.5"
+  # 1.7: import blocks with for_each (topics.tf).
+  required_version = ">= 1.7"
   required_providers {
     # Exactly the versions infra/check-terraform.sh builds and validates against.
     kafka = {
