@@ -53,6 +53,31 @@ pub const PRESENCE: &str = "tidings.presence";
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
+/// The most replicas `min.insync.replicas` asks for: with replication factor 3, an append
+/// (`acks=all`) survives the loss of one broker and the topic stays writable without it.
+/// Terraform's copy is `locals.min_insync_replicas_cap` in `terraform/topics.tf.json`.
+pub const MIN_INSYNC_REPLICAS_CAP: i32 = 2;
+
+/// The topic-level Kafka settings of `spec` on a cluster where topics get
+/// `replication_factor` replicas. `tidings migrate` creates topics with exactly these, and
+/// `terraform/topics.tf` sets the same keys to the same values, so either can create a topic
+/// and the other finds nothing to change (`infra/check-terraform.sh --kafka` checks it).
+pub fn kafka_config(spec: &TopicSpec, replication_factor: i32) -> Vec<(&'static str, String)> {
+    vec![
+        ("retention.ms", spec.retention_ms.unwrap_or(-1).to_string()),
+        (
+            "cleanup.policy",
+            if spec.compacted { "compact" } else { "delete" }.to_string(),
+        ),
+        (
+            "min.insync.replicas",
+            replication_factor
+                .clamp(1, MIN_INSYNC_REPLICAS_CAP)
+                .to_string(),
+        ),
+    ]
+}
+
 /// The topics and their settings.
 pub fn all() -> Vec<TopicSpec> {
     vec![
@@ -128,5 +153,37 @@ mod tests {
                 spec.name
             );
         }
+        assert_eq!(
+            json["locals"]["min_insync_replicas_cap"].as_i64(),
+            Some(MIN_INSYNC_REPLICAS_CAP as i64),
+            "locals.min_insync_replicas_cap"
+        );
+    }
+
+    #[test]
+    fn kafka_config_spells_retention_compaction_and_min_insync_replicas() {
+        let config = |name: &str, rf: i32| {
+            let spec = all().into_iter().find(|s| s.name == name).unwrap();
+            kafka_config(&spec, rf)
+        };
+        assert_eq!(
+            config(ROOM_LOG, 3),
+            vec![
+                ("retention.ms", "-1".to_string()),
+                ("cleanup.policy", "delete".to_string()),
+                ("min.insync.replicas", "2".to_string()),
+            ]
+        );
+        assert_eq!(
+            config(SUBSCRIPTIONS, 1),
+            vec![
+                ("retention.ms", "-1".to_string()),
+                ("cleanup.policy", "compact".to_string()),
+                ("min.insync.replicas", "1".to_string()),
+            ]
+        );
+        assert_eq!(config(TYPING, 2)[0], ("retention.ms", "60000".to_string()));
+        assert_eq!(config(TYPING, 2)[2].1, "2");
+        assert_eq!(config(TYPING, 5)[2].1, "2");
     }
 }

@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use tidings_log::kafka::KafkaConfig;
-use tidings_store::cassandra::{parse_consistency, CassandraConfig};
+use tidings_store::cassandra::{parse_consistency, CassandraConfig, Replication};
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -106,7 +106,11 @@ pub struct KafkaSection {
 pub struct CassandraSection {
     pub contact_points: Vec<String>,
     pub keyspace: String,
+    /// SimpleStrategy's factor, unless `replication` is set.
     pub replication_factor: u32,
+    /// The keyspace's replication, as [`Replication`] parses it (`SimpleStrategy:3`,
+    /// `NetworkTopologyStrategy:dc1=3,dc2=3`); overrides `replication_factor`.
+    pub replication: Option<String>,
     pub consistency: String,
     pub bucket_size: i64,
 }
@@ -153,6 +157,7 @@ impl Default for CassandraSection {
             contact_points: vec!["127.0.0.1:9042".into()],
             keyspace: defaults.keyspace,
             replication_factor: 1,
+            replication: None,
             consistency: "LOCAL_QUORUM".into(),
             bucket_size: defaults.bucket_size,
         }
@@ -278,6 +283,11 @@ impl Config {
         if let Some(v) = env("TIDINGS_KAFKA_FETCH_WAIT_MS") {
             config.kafka.fetch_wait_ms = parse("TIDINGS_KAFKA_FETCH_WAIT_MS", v)? as u32;
         }
+        if let Some(v) = env("TIDINGS_KAFKA_REPLICATION_FACTOR") {
+            config.kafka.replication_factor = v.parse().with_context(|| {
+                format!("TIDINGS_KAFKA_REPLICATION_FACTOR must be a whole number, got {v:?}")
+            })?;
+        }
         if let Some(v) = env("TIDINGS_CASSANDRA") {
             config.cassandra.contact_points = list(&v);
         }
@@ -286,6 +296,9 @@ impl Config {
         }
         if let Some(v) = env("TIDINGS_CASSANDRA_CONSISTENCY") {
             config.cassandra.consistency = v;
+        }
+        if let Some(v) = env("TIDINGS_CASSANDRA_REPLICATION") {
+            config.cassandra.replication = Some(v);
         }
         config.validate()?;
         Ok(config)
@@ -320,6 +333,15 @@ impl Config {
         if !matches!(self.log_format.as_str(), "json" | "text") {
             bail!("log_format must be json or text, got {:?}", self.log_format);
         }
+        if !(1..=i16::MAX as i32).contains(&self.kafka.replication_factor) {
+            bail!(
+                "TIDINGS_KAFKA_REPLICATION_FACTOR (kafka.replication_factor) must be from 1 to {}, got {}",
+                i16::MAX,
+                self.kafka.replication_factor
+            );
+        }
+        self.cassandra_replication()
+            .context("TIDINGS_CASSANDRA_REPLICATION (cassandra.replication)")?;
         if parse_consistency(&self.cassandra.consistency).is_none() {
             bail!(
                 "unknown Cassandra consistency {:?}",
@@ -347,13 +369,23 @@ impl Config {
         kafka
     }
 
+    /// `cassandra.replication` if set, else SimpleStrategy with `cassandra.replication_factor`.
+    fn cassandra_replication(
+        &self,
+    ) -> Result<Replication, tidings_store::cassandra::ReplicationError> {
+        match &self.cassandra.replication {
+            Some(text) => text.parse(),
+            None => Ok(Replication::Simple(self.cassandra.replication_factor)),
+        }
+    }
+
     pub fn cassandra(&self) -> CassandraConfig {
         let mut cassandra = CassandraConfig::new(self.cassandra.contact_points.clone());
         cassandra.keyspace = self.cassandra.keyspace.clone();
-        cassandra.replication = format!(
-            "{{'class': 'SimpleStrategy', 'replication_factor': {}}}",
-            self.cassandra.replication_factor
-        );
+        // Checked in validate().
+        if let Ok(replication) = self.cassandra_replication() {
+            cassandra.replication = replication.to_cql();
+        }
         // Checked in validate().
         if let Some(c) = parse_consistency(&self.cassandra.consistency) {
             cassandra.consistency = c;
@@ -428,6 +460,62 @@ mod tests {
         assert!(
             Config::load(Some(&file), env(&[])).is_err(),
             "unknown keys are errors"
+        );
+        for (name, value) in [
+            (
+                "TIDINGS_CASSANDRA_REPLICATION",
+                "NetworkTopologyStrategy:dc1",
+            ),
+            ("TIDINGS_KAFKA_REPLICATION_FACTOR", "0"),
+            ("TIDINGS_KAFKA_REPLICATION_FACTOR", "three"),
+        ] {
+            let err = Config::load(None, env(&[(name, value)])).unwrap_err();
+            assert!(format!("{err:#}").contains(name), "{err:#}");
+        }
+    }
+
+    #[test]
+    fn replication_comes_from_the_environment_or_the_file() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config.kafka().replication_factor, 1);
+        assert_eq!(
+            config.cassandra().replication,
+            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+        );
+        let config = Config::load(
+            None,
+            env(&[
+                ("TIDINGS_KAFKA_REPLICATION_FACTOR", "3"),
+                (
+                    "TIDINGS_CASSANDRA_REPLICATION",
+                    "NetworkTopologyStrategy:dc1=3,dc2=2",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.kafka().replication_factor, 3);
+        assert_eq!(
+            config.cassandra().replication,
+            "{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 2}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tidings.toml");
+        std::fs::write(&file, "[cassandra]\nreplication_factor = 3\n").unwrap();
+        let config = Config::load(Some(&file), env(&[])).unwrap();
+        assert_eq!(
+            config.cassandra().replication,
+            "{'class': 'SimpleStrategy', 'replication_factor': 3}"
+        );
+        std::fs::write(
+            &file,
+            "[cassandra]\nreplication_factor = 3\nreplication = \"SimpleStrategy:2\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&file), env(&[])).unwrap();
+        assert_eq!(
+            config.cassandra().replication,
+            "{'class': 'SimpleStrategy', 'replication_factor': 2}",
+            "replication wins over replication_factor"
         );
     }
 }

@@ -3,7 +3,8 @@
 //! - `standalone`: the edge and every processor in one process, on the embedded log and store;
 //! - `edge`: a Socket.IO edge on Kafka and Cassandra/Scylla;
 //! - `processor <name>|all`: processors on Kafka and Cassandra/Scylla;
-//! - `migrate`: creates the Kafka topics and the Cassandra keyspace and tables (idempotent).
+//! - `migrate`: creates the Kafka topics and the Cassandra keyspace and tables (idempotent;
+//!   `--only kafka|cassandra` for one of them).
 
 mod asyncapi;
 mod config;
@@ -57,7 +58,12 @@ enum Command {
     /// also serve /healthz, /readyz and /metrics there.
     Processor { name: String },
     /// Create the Kafka topics and the Cassandra keyspace and tables; safe to run again.
-    Migrate,
+    /// Topics that exist already are left as they are.
+    Migrate {
+        /// Only the topics (kafka) or only the keyspace and tables (cassandra).
+        #[arg(long, value_enum)]
+        only: Option<Backend>,
+    },
     /// Serve the Confluent Schema Registry API (read-only) for Tidings' schemas on
     /// TIDINGS_LISTEN, with /healthz, /readyz and /metrics.
     Registry,
@@ -95,6 +101,12 @@ enum SchemasCommand {
         #[arg(long)]
         registry: String,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    Kafka,
+    Cassandra,
 }
 
 fn init_logging(config: &Config) {
@@ -454,26 +466,27 @@ async fn processor(config: Config, names: &str, shutdown: CancellationToken) -> 
     run(log, store, processors, None, context, shutdown).await
 }
 
-async fn migrate(config: Config, shutdown: CancellationToken) -> Result<()> {
-    let kafka = KafkaLog::connect(config.kafka())?;
-    retry("Kafka", &shutdown, || async {
-        Ok(kafka.ping(Duration::from_secs(5)).await?)
-    })
-    .await?;
-    kafka
-        .ensure_topics(&topics::all())
-        .await
-        .context("creating Kafka topics")?;
-    let cassandra = config.cassandra();
-    retry("Cassandra", &shutdown, || async {
-        Ok(CassandraStore::migrate(&cassandra).await?)
-    })
-    .await?;
-    println!(
-        "migrated: {} Kafka topics, Cassandra keyspace {}",
-        topics::all().len(),
-        cassandra.keyspace
-    );
+async fn migrate(config: Config, only: Option<Backend>, shutdown: CancellationToken) -> Result<()> {
+    if only != Some(Backend::Cassandra) {
+        let kafka = KafkaLog::connect(config.kafka())?;
+        retry("Kafka", &shutdown, || async {
+            Ok(kafka.ping(Duration::from_secs(5)).await?)
+        })
+        .await?;
+        kafka
+            .ensure_topics(&topics::all())
+            .await
+            .context("creating Kafka topics")?;
+        println!("migrated: {} Kafka topics", topics::all().len());
+    }
+    if only != Some(Backend::Kafka) {
+        let cassandra = config.cassandra();
+        retry("Cassandra", &shutdown, || async {
+            Ok(CassandraStore::migrate(&cassandra).await?)
+        })
+        .await?;
+        println!("migrated: Cassandra keyspace {}", cassandra.keyspace);
+    }
     Ok(())
 }
 
@@ -502,7 +515,7 @@ async fn main() -> Result<()> {
         Command::Standalone => standalone(config, shutdown).await,
         Command::Edge => edge(config, shutdown).await,
         Command::Processor { name } => processor(config, &name, shutdown).await,
-        Command::Migrate => migrate(config, shutdown).await,
+        Command::Migrate { only } => migrate(config, only, shutdown).await,
         Command::Registry => registry::serve(&config.listen, shutdown).await,
         Command::Replay {
             command: ReplayCommand::Store { embedded },
