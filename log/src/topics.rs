@@ -45,6 +45,10 @@ pub const TYPING: &str = "tidings.typing";
 /// with their key, value and headers plus `dead-letter.*` headers saying where they came from
 /// and why. Written by processors, read by people; nothing in Tidings consumes it.
 pub const DEAD_LETTERS: &str = "tidings.dead-letters";
+/// Room events a webhook endpoint did not accept after the last attempt: the room-log record
+/// unchanged (Avro `RoomEvent`), keyed by room, with `webhook.*` headers naming the endpoint,
+/// the delivery id, the attempts and the last error. Read by people; nothing consumes it.
+pub const WEBHOOK_DEAD_LETTERS: &str = "tidings.webhook-dead-letters";
 /// Connection lifecycle (online, join, leave, offline), edge heartbeats and presence
 /// questions, appended by edges for the presence processor. One partition: one total order,
 /// so an answer follows every change made before its question; the processor snapshots its
@@ -106,6 +110,11 @@ pub fn all() -> Vec<TopicSpec> {
         TopicSpec {
             retention_ms: Some(14 * DAY_MS),
             ..TopicSpec::new(DEAD_LETTERS, 1)
+        },
+        // Like the dead letters: two weeks to notice, durable (the receiver never got them).
+        TopicSpec {
+            retention_ms: Some(14 * DAY_MS),
+            ..TopicSpec::new(WEBHOOK_DEAD_LETTERS, 1)
         },
         // A day covers any snapshot gap. Not durable on the embedded log: a crash that loses
         // the tail also ended every connection it describes (one process).

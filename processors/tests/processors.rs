@@ -44,6 +44,8 @@ impl Harness {
                 blocked_terms: vec!["Spam".into()],
             },
             presence: Default::default(),
+            webhooks: Default::default(),
+            presend: None,
         }
     }
 

@@ -4,7 +4,10 @@
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tidings_log::kafka::KafkaConfig;
+use tidings_processors::sequencer::PresendConfig;
+use tidings_processors::webhook::{Endpoint, WebhookConfig};
 use tidings_store::cassandra::{parse_consistency, CassandraConfig, Replication};
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -39,9 +42,61 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Rooms with more users online get `occupancy` instead of per-user `presence` events.
     pub presence_events_max: usize,
+    /// Bearer tokens `POST /api/publish` accepts (none: the route is off).
+    pub service_tokens: Vec<String>,
     pub limits: LimitsSection,
     pub kafka: KafkaSection,
     pub cassandra: CassandraSection,
+    pub webhooks: WebhooksSection,
+    pub presend: PresendSection,
+}
+
+/// `[webhooks]`, with `[[webhooks.endpoints]]` tables (`name`, `url`, `secret`, `rooms`,
+/// `kinds`); `TIDINGS_WEBHOOKS` takes the endpoints as a JSON array of the same objects.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksSection {
+    pub endpoints: Vec<Endpoint>,
+    pub max_attempts: u32,
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+    pub timeout_ms: u64,
+    pub concurrency: usize,
+}
+
+impl Default for WebhooksSection {
+    fn default() -> Self {
+        let d = WebhookConfig::default();
+        Self {
+            endpoints: Vec::new(),
+            max_attempts: d.max_attempts,
+            base_delay_ms: d.base_delay.as_millis() as u64,
+            max_delay_ms: d.max_delay.as_millis() as u64,
+            timeout_ms: d.timeout.as_millis() as u64,
+            concurrency: d.concurrency,
+        }
+    }
+}
+
+/// `[presend]`: the sequencer's pre-send hook; off while `url` is empty.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresendSection {
+    pub url: String,
+    pub timeout_ms: u64,
+    pub fail_open: bool,
+    pub secret: String,
+}
+
+impl Default for PresendSection {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            timeout_ms: 1000,
+            fail_open: false,
+            secret: String::new(),
+        }
+    }
 }
 
 /// The bounds each edge enforces against hostile or broken clients (SECURITY.md).
@@ -131,9 +186,12 @@ impl Default for Config {
             log_format: "text".into(),
             allowed_origins: Vec::new(),
             presence_events_max: 500,
+            service_tokens: Vec::new(),
             limits: LimitsSection::default(),
             kafka: KafkaSection::default(),
             cassandra: CassandraSection::default(),
+            webhooks: WebhooksSection::default(),
+            presend: PresendSection::default(),
         }
     }
 }
@@ -300,6 +358,43 @@ impl Config {
         if let Some(v) = env("TIDINGS_CASSANDRA_REPLICATION") {
             config.cassandra.replication = Some(v);
         }
+        if let Some(v) = env("TIDINGS_SERVICE_TOKENS") {
+            config.service_tokens = list(&v);
+        }
+        let hooks = &mut config.webhooks;
+        if let Some(v) = env("TIDINGS_WEBHOOKS") {
+            hooks.endpoints = serde_json::from_str(&v).with_context(|| {
+                "TIDINGS_WEBHOOKS must be a JSON array of {url, secret, rooms?, kinds?, name?}"
+            })?;
+        }
+        if let Some(v) = env("TIDINGS_WEBHOOK_MAX_ATTEMPTS") {
+            hooks.max_attempts = parse("TIDINGS_WEBHOOK_MAX_ATTEMPTS", v)? as u32;
+        }
+        if let Some(v) = env("TIDINGS_WEBHOOK_BASE_DELAY_MS") {
+            hooks.base_delay_ms = parse("TIDINGS_WEBHOOK_BASE_DELAY_MS", v)? as u64;
+        }
+        if let Some(v) = env("TIDINGS_WEBHOOK_MAX_DELAY_MS") {
+            hooks.max_delay_ms = parse("TIDINGS_WEBHOOK_MAX_DELAY_MS", v)? as u64;
+        }
+        if let Some(v) = env("TIDINGS_WEBHOOK_TIMEOUT_MS") {
+            hooks.timeout_ms = parse("TIDINGS_WEBHOOK_TIMEOUT_MS", v)? as u64;
+        }
+        if let Some(v) = env("TIDINGS_WEBHOOK_CONCURRENCY") {
+            hooks.concurrency = parse("TIDINGS_WEBHOOK_CONCURRENCY", v)?;
+        }
+        let presend = &mut config.presend;
+        if let Some(v) = env("TIDINGS_PRESEND_URL") {
+            presend.url = v;
+        }
+        if let Some(v) = env("TIDINGS_PRESEND_TIMEOUT_MS") {
+            presend.timeout_ms = parse("TIDINGS_PRESEND_TIMEOUT_MS", v)? as u64;
+        }
+        if let Some(v) = env("TIDINGS_PRESEND_FAIL_OPEN") {
+            presend.fail_open = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        if let Some(v) = env("TIDINGS_PRESEND_SECRET") {
+            presend.secret = v;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -358,7 +453,42 @@ impl Config {
         if !keyspace_ok {
             bail!("keyspace must be 1-48 letters, digits or _");
         }
+        self.webhooks().map_err(anyhow::Error::msg)?;
+        let p = &self.presend;
+        if !p.url.is_empty() {
+            if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
+                bail!("presend url must start with http:// or https://");
+            }
+            if p.timeout_ms == 0 {
+                bail!("presend timeout_ms must be at least 1");
+            }
+        }
         Ok(())
+    }
+
+    /// The webhook processor's settings, checked (default names filled in).
+    pub fn webhooks(&self) -> std::result::Result<WebhookConfig, String> {
+        let w = &self.webhooks;
+        WebhookConfig {
+            endpoints: w.endpoints.clone(),
+            max_attempts: w.max_attempts,
+            base_delay: Duration::from_millis(w.base_delay_ms),
+            max_delay: Duration::from_millis(w.max_delay_ms),
+            timeout: Duration::from_millis(w.timeout_ms),
+            concurrency: w.concurrency,
+        }
+        .checked()
+    }
+
+    /// The pre-send hook, if a URL is configured.
+    pub fn presend(&self) -> Option<PresendConfig> {
+        let p = &self.presend;
+        (!p.url.is_empty()).then(|| PresendConfig {
+            url: p.url.clone(),
+            timeout: Duration::from_millis(p.timeout_ms),
+            fail_open: p.fail_open,
+            secret: p.secret.clone(),
+        })
     }
 
     pub fn kafka(&self) -> KafkaConfig {
@@ -446,6 +576,55 @@ mod tests {
             (3, 7)
         );
         assert_eq!(config.rate_per_sec, 500.0);
+    }
+
+    #[test]
+    fn webhooks_and_the_hook_come_from_the_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tidings.toml");
+        std::fs::write(
+            &file,
+            "[webhooks]\nmax_attempts = 3\n[[webhooks.endpoints]]\nurl = \"http://a/\"\n\
+             secret = \"k\"\nrooms = \"team-a.*\"\n[presend]\nurl = \"http://h/\"\n",
+        )
+        .unwrap();
+        let config =
+            Config::load(Some(&file), env(&[("TIDINGS_PRESEND_FAIL_OPEN", "true")])).unwrap();
+        let hooks = config.webhooks().unwrap();
+        assert_eq!(hooks.max_attempts, 3);
+        assert_eq!(hooks.endpoints[0].name, "endpoint-1");
+        assert_eq!(hooks.endpoints[0].kinds, ["message"]);
+        let presend = config.presend().unwrap();
+        assert_eq!(
+            (presend.url.as_str(), presend.fail_open),
+            ("http://h/", true)
+        );
+        assert_eq!(presend.timeout, Duration::from_millis(1000));
+
+        let config = Config::load(
+            None,
+            env(&[
+                (
+                    "TIDINGS_WEBHOOKS",
+                    r#"[{"name":"ops","url":"https://o/","secret":"s","kinds":["read","host"]}]"#,
+                ),
+                ("TIDINGS_WEBHOOK_BASE_DELAY_MS", "10"),
+                ("TIDINGS_SERVICE_TOKENS", "t1, t2"),
+            ]),
+        )
+        .unwrap();
+        let hooks = config.webhooks().unwrap();
+        assert_eq!(hooks.endpoints[0].rooms, "*");
+        assert_eq!(hooks.base_delay, Duration::from_millis(10));
+        assert_eq!(config.service_tokens, ["t1", "t2"]);
+        assert!(config.presend().is_none());
+        assert!(Config::load(None, env(&[("TIDINGS_WEBHOOKS", "nope")])).is_err());
+        assert!(Config::load(
+            None,
+            env(&[("TIDINGS_WEBHOOKS", r#"[{"url":"http://a/","secret":""}]"#)])
+        )
+        .is_err());
+        assert!(Config::load(None, env(&[("TIDINGS_PRESEND_URL", "h")])).is_err());
     }
 
     #[test]

@@ -54,7 +54,7 @@ enum Command {
     /// A Socket.IO edge on Kafka and Cassandra/Scylla.
     Edge,
     /// Run processors (a comma-separated list of sequencer, persistence, fanout, typing,
-    /// presence, inbox) or `all`, on Kafka and Cassandra/Scylla. With TIDINGS_OPS_LISTEN,
+    /// presence, inbox, webhook) or `all`, on Kafka and Cassandra/Scylla. With TIDINGS_OPS_LISTEN,
     /// also serve /healthz, /readyz and /metrics there.
     Processor { name: String },
     /// Create the Kafka topics and the Cassandra keyspace and tables; safe to run again.
@@ -187,6 +187,7 @@ fn edge_config(config: &Config, node: String) -> Result<EdgeConfig> {
     edge.max_conns_per_user = l.max_conns_per_user;
     edge.user_events_per_sec = l.user_rate_per_sec;
     edge.user_events_burst = l.user_rate_burst;
+    edge.service_tokens = config.service_tokens.clone();
     Ok(edge)
 }
 
@@ -195,6 +196,11 @@ fn moderation(config: &Config) -> ModerationConfig {
         max_text_chars: config.max_text,
         blocked_terms: config.blocked_terms.clone(),
     }
+}
+
+fn webhooks(config: &Config) -> Result<tidings_processors::webhook::WebhookConfig> {
+    // Checked when the config was loaded; this only repeats it.
+    config.webhooks().map_err(anyhow::Error::msg)
 }
 
 fn presence(config: &Config) -> PresenceConfig {
@@ -392,6 +398,8 @@ async fn standalone(mut config: Config, shutdown: CancellationToken) -> Result<(
         node,
         moderation: moderation(&config),
         presence: presence(&config),
+        webhooks: webhooks(&config)?,
+        presend: config.presend(),
     };
     run(
         log,
@@ -419,6 +427,8 @@ async fn edge(config: Config, shutdown: CancellationToken) -> Result<()> {
         node,
         moderation: moderation(&config),
         presence: presence(&config),
+        webhooks: webhooks(&config)?,
+        presend: config.presend(),
     };
     run(log, store, Vec::new(), Some(edge), context, shutdown).await
 }
@@ -450,6 +460,8 @@ async fn processor(config: Config, names: &str, shutdown: CancellationToken) -> 
         node: node_id(&config, "processor"),
         moderation: moderation(&config),
         presence: presence(&config),
+        webhooks: webhooks(&config)?,
+        presend: config.presend(),
     };
     if let Some(addr) = &config.ops_listen {
         let names = processors.iter().map(|p| p.name()).collect();

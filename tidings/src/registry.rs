@@ -86,6 +86,16 @@ pub const TOPIC_DOCS: &[TopicDoc] = &[
                   dead-letter.* headers saying where they came from and why",
         readers: "people (nothing in Tidings consumes it)",
     },
+    TopicDoc {
+        topic: topics::WEBHOOK_DEAD_LETTERS,
+        subject: Some(Subject::RoomEvent),
+        key: "room",
+        writers: "the webhook processor, for room events an endpoint did not accept after the \
+                  last attempt: the room-log record unchanged, with webhook.endpoint, \
+                  webhook.url, webhook.delivery-id, webhook.attempts, webhook.error, \
+                  webhook.source-partition and webhook.source-offset headers",
+        readers: "people (nothing in Tidings consumes it)",
+    },
 ];
 
 /// `<topic>-value` for every topic with a schema, in topic order.
