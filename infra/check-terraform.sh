@@ -139,20 +139,10 @@ say "Kafka tools (classpath from infra/kafka/pom.xml)"
 mvn -q -B -Dstyle.color=never -f "$INFRA/kafka/pom.xml" dependency:build-classpath \
     -Dmdep.outputFile="$WORK/kafka.classpath" >"$WORK/mvn.log" 2>&1 ||
     { tail -n 30 "$WORK/mvn.log" >&2; die "could not resolve the Kafka classpath"; }
-cat >"$WORK/tools-log4j2.properties" <<'EOF'
-status = error
-appender.out.type = Console
-appender.out.name = STDERR
-appender.out.target = SYSTEM_ERR
-appender.out.layout.type = PatternLayout
-appender.out.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = WARN
-rootLogger.appenderRef.out.ref = STDERR
-EOF
 printf 'request.timeout.ms=10000\ndefault.api.timeout.ms=30000\n' >"$WORK/client.properties"
 kafka_tool() { # main-class args...
     java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
-        -Dlog4j2.configurationFile="$WORK/tools-log4j2.properties" \
+        -Dlog4j2.configurationFile="$INFRA/kafka/tools-log4j2.properties" \
         -cp "$(cat "$WORK/kafka.classpath")" "$@"
 }
 topics_tool() { kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA" \

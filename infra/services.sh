@@ -266,17 +266,6 @@ rootLogger.appenderRef.out.ref = STDOUT
 logger.request.name = kafka.request.logger
 logger.request.level = WARN
 EOF
-    # Tools (storage format, readiness client): warnings only.
-    cat >"$KDIR/conf/tools-log4j2.properties" <<'EOF'
-status = error
-appender.out.type = Console
-appender.out.name = STDERR
-appender.out.target = SYSTEM_ERR
-appender.out.layout.type = PatternLayout
-appender.out.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = WARN
-rootLogger.appenderRef.out.ref = STDERR
-EOF
     # Readiness client: fail fast instead of the default 60 s API timeout.
     cat >"$KDIR/conf/client.properties" <<'EOF'
 request.timeout.ms=5000
@@ -285,7 +274,7 @@ EOF
 }
 
 kafka_tool() { # main-class args... (output goes to the caller's redirection)
-    "$JAVA" "${TOOL_JVM[@]}" -Dlog4j2.configurationFile="$KDIR/conf/tools-log4j2.properties" \
+    "$JAVA" "${TOOL_JVM[@]}" -Dlog4j2.configurationFile="$INFRA/kafka/tools-log4j2.properties" \
         -cp "$KAFKA_CP" "$@"
 }
 
@@ -322,7 +311,7 @@ kafka_await() {
         left=$(((deadline - $(now_ms)) / 1000))
         ((left > 0)) || { not_ready kafka "timed out after ${KAFKA_TIMEOUT}s"; return 1; }
         if listening "$KAFKA_PORT" && timeout "$((left < 20 ? left : 20))" \
-            "$JAVA" "${TOOL_JVM[@]}" -Dlog4j2.configurationFile="$KDIR/conf/tools-log4j2.properties" \
+            "$JAVA" "${TOOL_JVM[@]}" -Dlog4j2.configurationFile="$INFRA/kafka/tools-log4j2.properties" \
             -cp "$KAFKA_CP" org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
             --command-config "$KDIR/conf/client.properties" --list >"$KDIR/ready-check.log" 2>&1; then
             echo "kafka ready on 127.0.0.1:$KAFKA_PORT (pid $pid, $(secs_since "$start")s)"
