@@ -6,6 +6,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tidings_log::kafka::KafkaConfig;
+use tidings_log::topics::{self, TopicSpec};
 use tidings_processors::sequencer::PresendConfig;
 use tidings_processors::webhook::{Endpoint, WebhookConfig};
 use tidings_store::cassandra::{parse_consistency, CassandraConfig, Replication};
@@ -44,6 +45,10 @@ pub struct Config {
     pub presence_events_max: usize,
     /// Bearer tokens `POST /api/publish` accepts (none: the route is off).
     pub service_tokens: Vec<String>,
+    /// Retention of chosen topics, replacing the defaults (`tidings.room-log=forever,
+    /// tidings.client-events=3d`): see [`topics::RetentionSettings`]. `tidings migrate`
+    /// applies it to Kafka, `tidings standalone` to the embedded log.
+    pub topic_retention: String,
     pub limits: LimitsSection,
     pub kafka: KafkaSection,
     pub cassandra: CassandraSection,
@@ -187,6 +192,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             presence_events_max: 500,
             service_tokens: Vec::new(),
+            topic_retention: String::new(),
             limits: LimitsSection::default(),
             kafka: KafkaSection::default(),
             cassandra: CassandraSection::default(),
@@ -358,6 +364,9 @@ impl Config {
         if let Some(v) = env("TIDINGS_CASSANDRA_REPLICATION") {
             config.cassandra.replication = Some(v);
         }
+        if let Some(v) = env("TIDINGS_TOPIC_RETENTION") {
+            config.topic_retention = v;
+        }
         if let Some(v) = env("TIDINGS_SERVICE_TOKENS") {
             config.service_tokens = list(&v);
         }
@@ -399,7 +408,17 @@ impl Config {
         Ok(config)
     }
 
+    /// The topics, with [`Config::topic_retention`] applied.
+    pub fn topics(&self) -> Result<Vec<TopicSpec>> {
+        let settings: topics::RetentionSettings = self
+            .topic_retention
+            .parse()
+            .context("topic_retention (TIDINGS_TOPIC_RETENTION)")?;
+        Ok(topics::configured(&settings))
+    }
+
     fn validate(&self) -> Result<()> {
+        self.topics()?;
         if self.max_text == 0 {
             bail!("max_text must be at least 1");
         }
@@ -576,6 +595,40 @@ mod tests {
             (3, 7)
         );
         assert_eq!(config.rate_per_sec, 500.0);
+    }
+
+    #[test]
+    fn topic_retention_comes_from_the_file_or_the_environment_and_is_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tidings.toml");
+        std::fs::write(&file, "topic_retention = \"tidings.room-log=30d\"\n").unwrap();
+        let retention = |config: &Config, name: &str| {
+            config
+                .topics()
+                .unwrap()
+                .into_iter()
+                .find(|t| t.name == name)
+                .unwrap()
+                .retention_ms
+        };
+        let from_file = Config::load(Some(&file), env(&[])).unwrap();
+        assert_eq!(
+            retention(&from_file, topics::ROOM_LOG),
+            Some(30 * 24 * 3600 * 1000)
+        );
+        let from_env = Config::load(
+            Some(&file),
+            env(&[("TIDINGS_TOPIC_RETENTION", "tidings.typing=5m")]),
+        )
+        .unwrap();
+        assert_eq!(retention(&from_env, topics::ROOM_LOG), None);
+        assert_eq!(retention(&from_env, topics::TYPING), Some(300_000));
+        let refused =
+            Config::load(None, env(&[("TIDINGS_TOPIC_RETENTION", "tidings.nope=1d")])).unwrap_err();
+        assert!(
+            format!("{refused:#}").contains("unknown topic \"tidings.nope\""),
+            "{refused:#}"
+        );
     }
 
     #[test]

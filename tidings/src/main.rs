@@ -24,7 +24,7 @@ use std::time::Duration;
 use tidings_edge::EdgeConfig;
 use tidings_log::embedded::EmbeddedLog;
 use tidings_log::kafka::KafkaLog;
-use tidings_log::{topics, Log};
+use tidings_log::Log;
 use tidings_processors::presence::PresenceConfig;
 use tidings_processors::{Context, ModerationConfig, Processor};
 use tidings_store::cassandra::CassandraStore;
@@ -318,7 +318,7 @@ async fn run(
 async fn embedded_backends(config: &Config) -> Result<(Arc<dyn Log>, Arc<dyn Store>)> {
     let log = EmbeddedLog::open(&config.data_dir.join("log.redb"))
         .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
-    log.ensure_topics(&topics::all()).await?;
+    log.ensure_topics(&config.topics()?).await?;
     let store = EmbeddedStore::open(&config.data_dir.join("store.redb"))
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let log: Arc<dyn Log> = Arc::new(tidings_log::metered::Metered::new(
@@ -485,11 +485,12 @@ async fn migrate(config: Config, only: Option<Backend>, shutdown: CancellationTo
             Ok(kafka.ping(Duration::from_secs(5)).await?)
         })
         .await?;
+        let topics = config.topics()?;
         kafka
-            .ensure_topics(&topics::all())
+            .ensure_topics(&topics)
             .await
             .context("creating Kafka topics")?;
-        println!("migrated: {} Kafka topics", topics::all().len());
+        println!("migrated: {} Kafka topics", topics.len());
     }
     if only != Some(Backend::Kafka) {
         let cassandra = config.cassandra();
