@@ -2,6 +2,7 @@
 //! and `nbf` / `iat` (optional, checked when present). `sub` and `name` must be short and
 //! visible (`tidings_schemas::text::check_identity`): they are shown to other users verbatim.
 
+use crate::permissions::Access;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,6 +25,13 @@ pub struct Claims {
     /// Issued at (seconds since the epoch); a token from the future is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// Room patterns the user may use (see [`crate::permissions`]); none: every room but
+    /// other users' DM rooms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rooms: Option<Vec<String>>,
+    /// `member` (the default), `moderator` or `admin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 impl Claims {
@@ -35,7 +43,14 @@ impl Claims {
             name: None,
             nbf: None,
             iat: None,
+            rooms: None,
+            role: None,
         }
+    }
+
+    /// What the `rooms` and `role` claims allow.
+    pub fn access(&self) -> Result<Access, AuthError> {
+        Access::from_claims(self.rooms.as_deref(), self.role.as_deref()).map_err(AuthError::Bad)
     }
 }
 
@@ -86,6 +101,7 @@ impl Verifier {
         if let Some(name) = &claims.name {
             check_identity(name).map_err(|e| AuthError::Bad(format!("name {e}")))?;
         }
+        claims.access()?;
         Ok(claims)
     }
 

@@ -6,6 +6,7 @@ use crate::errors::ClientError;
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
 use crate::order::Turnstile;
+use crate::permissions::Access;
 use crate::protocol::PacketSize;
 use crate::rooms::Member;
 use crate::state::lock;
@@ -34,6 +35,8 @@ pub struct Identity {
     pub user: String,
     /// JWT `name`.
     pub name: Option<String>,
+    /// What its `rooms` and `role` claims allow.
+    pub access: Access,
 }
 
 /// The limits a connection draws on.
@@ -50,6 +53,8 @@ pub struct Conn {
     pub id: String,
     pub user: String,
     pub name: Option<String>,
+    /// Replaced by a `refresh`; read by every permission check.
+    access: Mutex<Arc<Access>>,
     socket: Mutex<Option<SocketRef>>,
     bucket: Mutex<TokenBucket>,
     user_slot: UserSlot,
@@ -77,6 +82,7 @@ impl Conn {
             id: socket.id.to_string(),
             user: who.user,
             name: who.name,
+            access: Mutex::new(Arc::new(who.access)),
             socket: Mutex::new(Some(socket)),
             bucket: Mutex::new(limits.bucket),
             user_slot: limits.user,
@@ -88,6 +94,11 @@ impl Conn {
             presence: Arc::default(),
             metrics,
         }
+    }
+
+    /// What this connection's token allows now.
+    pub fn access(&self) -> Arc<Access> {
+        lock(&self.access).clone()
     }
 
     pub fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Member>>> {

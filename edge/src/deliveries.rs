@@ -258,7 +258,10 @@ pub fn dispatch(shared: &Arc<Shared>, d: Delivery) {
             };
             // Volatile like presence: `inbox` has it for good.
             for conn in shared.users.conns_of(&to) {
-                if !conn.rooms().contains_key(&out.room) {
+                // A room the token does not allow never shows (v3).
+                if !conn.rooms().contains_key(&out.room)
+                    && conn.access().may_read(&out.room, &conn.user)
+                {
                     let _ = conn.emit("notify", &out);
                 }
             }

@@ -82,9 +82,19 @@ fn on_connect(shared: Arc<Shared>, s: SocketRef, claims: Claims, user_slot: User
         user: user_slot,
         max_out_bytes: shared.config.max_out_bytes,
     };
+    let access = match claims.access() {
+        Ok(access) => access,
+        Err(e) => {
+            // verify() checked the claims already; kept safe rather than trusted.
+            tracing::warn!("connection with unusable claims: {e}");
+            s.disconnect().ok();
+            return;
+        }
+    };
     let who = Identity {
         user: claims.sub,
         name: claims.name,
+        access,
     };
     let conn = Arc::new(Conn::new(s.clone(), who, limits, shared.metrics.clone()));
     shared.metrics.connections.inc();
@@ -295,15 +305,15 @@ pub(crate) async fn produce(
     Ok(())
 }
 
-/// `forbidden` unless the connection's user may use `room` (direct-message rooms).
-fn check_access(conn: &Conn, room: &str) -> Result<(), ClientError> {
-    if tidings_schemas::rooms::may_access(room, &conn.user) {
-        Ok(())
-    } else {
-        Err(ClientError::Forbidden(format!(
-            "{room} is a direct-message room of two other users"
-        )))
-    }
+/// `forbidden` unless the connection's token lets it read `room` (join, history, presence,
+/// read markers).
+fn check_read(conn: &Conn, room: &str) -> Result<(), ClientError> {
+    conn.access().check_read(room, &conn.user)
+}
+
+/// `forbidden` unless the connection's token lets it write in `room` (send, typing).
+fn check_write(conn: &Conn, room: &str) -> Result<(), ClientError> {
+    conn.access().check_write(room, &conn.user)
 }
 
 async fn join(
@@ -313,7 +323,7 @@ async fn join(
     _: Option<Turn>,
 ) -> Result<Reply, ClientError> {
     let req = protocol::parse_join(&data)?;
-    check_access(&conn, &req.room)?;
+    check_read(&conn, &req.room)?;
     let room = req.room;
     let member = Member::joining(conn.clone(), room.clone());
     {
@@ -454,7 +464,7 @@ async fn send(
 ) -> Result<Reply, ClientError> {
     let started = Instant::now();
     let req = protocol::parse_send(&data)?;
-    check_access(&conn, &req.room)?;
+    check_write(&conn, &req.room)?;
     if !conn.rooms().contains_key(&req.room) {
         return Err(ClientError::NotJoined);
     }
@@ -524,7 +534,7 @@ async fn history(
     _: Option<Turn>,
 ) -> Result<Reply, ClientError> {
     let req = protocol::parse_history(&data)?;
-    check_access(&conn, &req.room)?;
+    check_read(&conn, &req.room)?;
     read_your_writes(&shared, &conn, &req.room).await?;
     let mut cursor = req.before.unwrap_or(i64::MAX);
     // Newest first, until the page is full, the room's start is reached, or the next
@@ -615,6 +625,7 @@ async fn typing(
     _: Option<Turn>,
 ) -> Result<Reply, ClientError> {
     let req = protocol::parse_typing(&data)?;
+    check_write(&conn, &req.room)?;
     let member = conn.rooms().get(&req.room).cloned();
     let Some(member) = member else {
         return Err(ClientError::NotJoined);
@@ -634,7 +645,7 @@ async fn presence_of_room(
     _: Option<Turn>,
 ) -> Result<Reply, ClientError> {
     let req = protocol::parse_presence(&data)?;
-    check_access(&conn, &req.room)?;
+    check_read(&conn, &req.room)?;
     if !conn.rooms().contains_key(&req.room) {
         return Err(ClientError::NotJoined);
     }
@@ -689,7 +700,7 @@ async fn read(
     _: Option<Turn>,
 ) -> Result<Reply, ClientError> {
     let req = protocol::parse_read(&data)?;
-    check_access(&conn, &req.room)?;
+    check_read(&conn, &req.room)?;
     // Through the sequencer, which checks it against the head and orders it in the room log.
     let nonce = uuid::Uuid::new_v4().to_string();
     let (waiting, answer) = shared.pending.wait_send(&conn.id, &req.room, &nonce);
@@ -733,12 +744,13 @@ async fn inbox(
 ) -> Result<Reply, ClientError> {
     use futures::{StreamExt, TryStreamExt};
     protocol::parse_inbox(&data)?;
+    let access = conn.access();
     let store = &shared.store;
     let rooms: Vec<tidings_store::InboxRoom> = store
         .inbox_rooms(&conn.user)
         .await?
         .into_iter()
-        .filter(|r| tidings_schemas::rooms::may_access(&r.room, &conn.user))
+        .filter(|r| access.may_read(&r.room, &conn.user))
         .collect();
     let lookups: Vec<_> = rooms.iter().map(|r| store.last_message(&r.room)).collect();
     let lasts: Vec<Option<tidings_store::StoredMessage>> = futures::stream::iter(lookups)

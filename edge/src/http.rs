@@ -136,6 +136,12 @@ async fn socket_io_js() -> Response {
 #[derive(Deserialize)]
 struct TokenRequest {
     name: String,
+    /// Development only: the `role` and `rooms` claims to put in the token, so the page
+    /// and tests can act as a moderator or a restricted user.
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    rooms: Option<Vec<String>>,
 }
 
 async fn dev_token(
@@ -159,8 +165,17 @@ async fn dev_token(
     }
     let claims = Claims {
         name: Some(name.clone()),
+        role: req.role,
+        rooms: req.rooms,
         ..Claims::new(name, now_secs() + DEV_TOKEN_TTL_SECS)
     };
+    if let Err(e) = claims.access() {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": e.to_string() })),
+        )
+            .into_response();
+    }
     match mint(&shared.config.jwt_secret, &claims) {
         Ok(token) => Json(json!({ "token": token, "exp": claims.exp })).into_response(),
         Err(e) => (

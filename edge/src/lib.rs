@@ -19,6 +19,7 @@ pub mod limits;
 mod listener;
 pub mod metrics;
 mod order;
+pub mod permissions;
 mod presence;
 pub mod protocol;
 mod publish;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { contractSuite } from './contract.mjs';
 import { contractV2Suite } from './contract_v2.mjs';
+import { contractV3Suite } from './contract_v3.mjs';
 import { Proc, call, connect, distributedEnv, freePort, migrate, token, unique, waitUntil } from './harness.mjs';
 
 /** Two edges and `processor all` on Kafka and Cassandra. */
@@ -26,6 +27,7 @@ async function twoEdges() {
 
 contractSuite('Kafka and Cassandra (two edges, processors apart)', twoEdges);
 contractV2Suite('Kafka and Cassandra (two edges, processors apart)', twoEdges);
+contractV3Suite('Kafka and Cassandra (two edges, processors apart)', twoEdges);
 
 describe('processors are observable (Kafka and Cassandra)', () => {
   let deployment;
