@@ -54,6 +54,10 @@ pub const WEBHOOK_DEAD_LETTERS: &str = "tidings.webhook-dead-letters";
 /// so an answer follows every change made before its question; the processor snapshots its
 /// state into the store, so it reads only the tail after the snapshot.
 pub const PRESENCE: &str = "tidings.presence";
+/// Revoked users and tokens (Avro `Revocation`), keyed `sub:<sub>` or `jti:<jti>`, written by
+/// the admin API of any edge. Compacted: the latest record per key is what holds, and every
+/// edge reads the whole topic when it starts, then follows it.
+pub const REVOCATIONS: &str = "tidings.revocations";
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -122,6 +126,12 @@ pub fn all() -> Vec<TopicSpec> {
             retention_ms: Some(DAY_MS),
             durable: false,
             ..TopicSpec::new(PRESENCE, 1)
+        },
+        // Rare records that every edge reads in full at start: one partition. Durable: an
+        // admin is told a revocation holds only once it is on disk.
+        TopicSpec {
+            compacted: true,
+            ..TopicSpec::new(REVOCATIONS, 1)
         },
     ]
 }

@@ -213,6 +213,26 @@ impl LogRecord for Subscription {
     const SUBJECT: Subject = Subject::Subscription;
 }
 
+/// A revoked user (`user`) or token (`jti`), until `until`. See `revocation.v1.avsc`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub event_id: String,
+    pub kind: String,
+    pub room: Option<String>,
+    pub user: Option<String>,
+    pub ts: i64,
+    pub trace_id: String,
+    pub node: String,
+    pub jti: Option<String>,
+    pub until: i64,
+    pub by: String,
+    pub reason: Option<String>,
+}
+
+impl LogRecord for Revocation {
+    const SUBJECT: Subject = Subject::Revocation;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +295,23 @@ mod tests {
             Delivery::decode(&delivery.encode().unwrap()).unwrap(),
             delivery
         );
+
+        let revocation = Revocation {
+            event_id: "r".into(),
+            kind: "revoke".into(),
+            room: None,
+            user: Some("mallory".into()),
+            ts: 5,
+            trace_id: "t".into(),
+            node: "edge-a".into(),
+            jti: None,
+            until: 1_700_000_086_400_000,
+            by: "root".into(),
+            reason: Some("abuse".into()),
+        };
+        let bytes = revocation.encode().unwrap();
+        assert_eq!(u32::from_be_bytes(bytes[1..5].try_into().unwrap()), 501);
+        assert_eq!(Revocation::decode(&bytes).unwrap(), revocation);
     }
 
     #[test]

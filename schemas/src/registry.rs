@@ -11,14 +11,16 @@ pub enum Subject {
     RoomEvent,
     Delivery,
     Subscription,
+    Revocation,
 }
 
 impl Subject {
-    pub const ALL: [Subject; 4] = [
+    pub const ALL: [Subject; 5] = [
         Subject::ClientEvent,
         Subject::RoomEvent,
         Subject::Delivery,
         Subject::Subscription,
+        Subject::Revocation,
     ];
 
     /// The Schema Registry subject name (record name strategy).
@@ -28,6 +30,7 @@ impl Subject {
             Subject::RoomEvent => "dev.tidings.RoomEvent",
             Subject::Delivery => "dev.tidings.Delivery",
             Subject::Subscription => "dev.tidings.Subscription",
+            Subject::Revocation => "dev.tidings.Revocation",
         }
     }
 }
@@ -65,6 +68,7 @@ pub static VERSIONS: &[SchemaVersion] = &[
     version!(Delivery, 2, 302, "delivery.v2.avsc"),
     version!(Delivery, 3, 303, "delivery.v3.avsc"),
     version!(Subscription, 1, 401, "subscription.v1.avsc"),
+    version!(Revocation, 1, 501, "revocation.v1.avsc"),
 ];
 
 fn parsed() -> &'static [Schema] {

@@ -12,8 +12,8 @@ use std::fmt::Debug;
 use tidings_schemas::registry::{self, Subject};
 use tidings_schemas::wire;
 use tidings_schemas::{
-    allocation_limit, ClientEvent, Delivery, LogRecord, PresenceEntry, RoomEvent, SchemaError,
-    Subscription, MAX_RECORD_BYTES,
+    allocation_limit, ClientEvent, Delivery, LogRecord, PresenceEntry, Revocation, RoomEvent,
+    SchemaError, Subscription, MAX_RECORD_BYTES,
 };
 
 /// Records the largest allocation each thread asks for, so a test can prove a decode stayed
@@ -74,6 +74,7 @@ fn decode_as_every_kind(bytes: &[u8]) {
     let _ = check_decode::<RoomEvent>(bytes);
     let _ = check_decode::<Delivery>(bytes);
     let _ = check_decode::<Subscription>(bytes);
+    let _ = check_decode::<Revocation>(bytes);
 }
 
 /// Avro's zig-zag varint of a long: how lengths are written.
@@ -377,6 +378,7 @@ fn a_hostile_length_in_a_union_branch_is_refused_without_allocating_it() {
             Subject::RoomEvent => RoomEvent::decode(&framed).map(drop),
             Subject::Delivery => Delivery::decode(&framed).map(drop),
             Subject::Subscription => Subscription::decode(&framed).map(drop),
+            Subject::Revocation => Revocation::decode(&framed).map(drop),
         });
         assert!(result.is_err(), "{}", version.file);
         assert!(largest <= MAX_RECORD_BYTES, "{}: {largest}", version.file);

@@ -96,6 +96,15 @@ pub const TOPIC_DOCS: &[TopicDoc] = &[
                   webhook.source-partition and webhook.source-offset headers",
         readers: "people (nothing in Tidings consumes it)",
     },
+    TopicDoc {
+        topic: topics::REVOCATIONS,
+        subject: Some(Subject::Revocation),
+        key: "sub:<sub> (a user) or jti:<jti> (one token)",
+        writers: "edges, for POST /api/admin/revoke (kind revoke); compacted: the latest per \
+                  key holds, and one whose until has passed lifts the revocation",
+        readers: "every edge, from the beginning (no consumer group): it refuses and cuts the \
+                  user's or token's connections until `until`",
+    },
 ];
 
 /// `<topic>-value` for every topic with a schema, in topic order.
