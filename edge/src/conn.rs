@@ -16,7 +16,7 @@ use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::SendError;
 use socketioxide::SocketError;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,8 @@ pub struct Identity {
     pub name: Option<String>,
     /// What its `rooms` and `role` claims allow.
     pub access: Access,
+    /// Its `jti`, which a revocation may name.
+    pub jti: Option<String>,
 }
 
 /// The limits a connection draws on.
@@ -55,6 +57,11 @@ pub struct Conn {
     pub name: Option<String>,
     /// Replaced by a `refresh`; read by every permission check.
     access: Mutex<Arc<Access>>,
+    /// The current token's `jti`, replaced by a `refresh`.
+    jti: Mutex<Option<Box<str>>>,
+    /// When the current token runs out (`exp` plus the leeway, ms since the epoch): the
+    /// key of this connection in the edge's expiry index (`crate::expiry`).
+    pub(crate) expires_ms: AtomicU64,
     socket: Mutex<Option<SocketRef>>,
     bucket: Mutex<TokenBucket>,
     user_slot: UserSlot,
@@ -83,6 +90,8 @@ impl Conn {
             user: who.user,
             name: who.name,
             access: Mutex::new(Arc::new(who.access)),
+            jti: Mutex::new(who.jti.map(String::into_boxed_str)),
+            expires_ms: AtomicU64::new(0),
             socket: Mutex::new(Some(socket)),
             bucket: Mutex::new(limits.bucket),
             user_slot: limits.user,
@@ -99,6 +108,18 @@ impl Conn {
     /// What this connection's token allows now.
     pub fn access(&self) -> Arc<Access> {
         lock(&self.access).clone()
+    }
+
+    /// Takes a refreshed token's access and `jti` (the caller leaves the rooms it no longer
+    /// allows and moves the expiry).
+    pub fn set_access(&self, access: Access, jti: Option<String>) {
+        *lock(&self.access) = Arc::new(access);
+        *lock(&self.jti) = jti.map(String::into_boxed_str);
+    }
+
+    /// Whether the current token's `jti` is `jti`.
+    pub fn has_jti(&self, jti: &str) -> bool {
+        lock(&self.jti).as_deref() == Some(jti)
     }
 
     pub fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Member>>> {

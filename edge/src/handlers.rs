@@ -43,7 +43,8 @@ pub fn register(io: &SocketIo, shared: Arc<Shared>) {
     let middleware = move |s: SocketRef, TryData(auth): TryData<Value>| {
         let shared = shared.clone();
         async move {
-            let claims = match shared.verifier.verify_auth(auth.ok().as_ref()) {
+            let verified = shared.verifier.verify_auth(auth.ok().as_ref()).await;
+            let claims = match verified.and_then(|c| crate::revocations::unrevoked(&shared, c)) {
                 Ok(claims) => claims,
                 Err(e) => {
                     tracing::debug!("refused connection: {e}");
@@ -91,13 +92,17 @@ fn on_connect(shared: Arc<Shared>, s: SocketRef, claims: Claims, user_slot: User
             return;
         }
     };
+    let deadline = shared.verifier.deadline_ms(&claims);
     let who = Identity {
         user: claims.sub,
         name: claims.name,
         access,
+        jti: claims.jti,
     };
     let conn = Arc::new(Conn::new(s.clone(), who, limits, shared.metrics.clone()));
     shared.metrics.connections.inc();
+    // Ended at its token's `exp` plus the leeway, unless a `refresh` moves it.
+    shared.expiry.schedule(&conn, deadline);
     // Count this session's output on the TCP connection that carries it: the one it was
     // opened on (a direct WebSocket), and any later request naming it (polling, upgrade).
     shared.sessions.insert(&conn.id, conn.out.clone());
@@ -160,6 +165,7 @@ fn route(event: &str) -> Option<(&'static str, Bounded, Handler)> {
         "status" => ("status", InFlight, to!(status)),
         "read" => ("read", InFlight, to!(read)),
         "inbox" => ("inbox", InFlight, to!(inbox)),
+        "refresh" => ("refresh", InFlight, to!(refresh)),
         _ => return None,
     })
 }
@@ -798,8 +804,27 @@ async fn inbox(
     Ok(ok_ack(json!({ "rooms": out })).into())
 }
 
+/// `refresh {token}`: a new token for the same user (`crate::refresh`); the rooms it no
+/// longer allows are left as if by `leave`.
+async fn refresh(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    data: Value,
+    _: Option<Turn>,
+) -> Result<Reply, ClientError> {
+    let token = crate::refresh::parse(&data)?;
+    for room in crate::refresh::renew(&shared, &conn, token).await? {
+        let member = conn.rooms().get(&room).cloned();
+        if let Some(member) = member {
+            remove_membership(&shared, &conn, &member, Leaving::Room).await;
+        }
+    }
+    Ok(ok_ack(json!({})).into())
+}
+
 async fn on_disconnect(shared: Arc<Shared>, conn: Arc<Conn>) {
     conn.closed();
+    shared.expiry.cancel(&conn);
     presence::offline(&shared, &conn).await;
     if let Some(entry) = shared.users.remove(&conn) {
         users::announce(&shared, &conn.user, &entry).await;

@@ -40,6 +40,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
     if shared.config.dev_tokens {
         router = router.route("/dev/token", post(dev_token));
     }
+    router = router.route(
+        "/api/admin/revoke",
+        post(crate::admin::revoke).layer(axum::extract::DefaultBodyLimit::max(
+            crate::admin::MAX_BODY_BYTES,
+        )),
+    );
     if shared.config.service_tokens.iter().any(|t| !t.is_empty()) {
         router = router.route(
             "/api/publish",
@@ -142,6 +148,10 @@ struct TokenRequest {
     role: Option<String>,
     #[serde(default)]
     rooms: Option<Vec<String>>,
+    /// How long the token lasts, in seconds (default a day): short ones to try `refresh`
+    /// and expiry.
+    #[serde(default)]
+    ttl_secs: Option<u64>,
 }
 
 async fn dev_token(
@@ -163,11 +173,19 @@ async fn dev_token(
         )
             .into_response();
     }
+    let ttl = req.ttl_secs.unwrap_or(DEV_TOKEN_TTL_SECS);
+    if !(1..=DEV_TOKEN_TTL_SECS).contains(&ttl) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": format!("ttl_secs must be 1 to {DEV_TOKEN_TTL_SECS}") })),
+        )
+            .into_response();
+    }
     let claims = Claims {
         name: Some(name.clone()),
         role: req.role,
         rooms: req.rooms,
-        ..Claims::new(name, now_secs() + DEV_TOKEN_TTL_SECS)
+        ..Claims::new(name, now_secs() + ttl)
     };
     if let Err(e) = claims.access() {
         return (
