@@ -375,6 +375,21 @@
       });
   }
 
+  // Renews the token before it runs out: `refresh` swaps it on the open connection (the
+  // server would otherwise send `expired` and disconnect), and a reconnect uses it too.
+  function renewLater(s, name, exp, gen) {
+    var wait = Math.max(5000, (exp * 1000 - Date.now()) * 0.8);
+    setTimeout(function () {
+      if (gen !== generation || s !== socket) return;
+      fetchToken(name).then(function (fresh) {
+        if (gen !== generation || s !== socket) return;
+        s.auth.token = fresh.token;
+        if (s.connected) s.timeout(10000).emit('refresh', { token: fresh.token }, function () {});
+        renewLater(s, name, fresh.exp, gen);
+      }).catch(function () { renewLater(s, name, exp, gen); });
+    }, wait);
+  }
+
   // A new name is a new identity: drop everything and connect afresh.
   function signIn(name) {
     var gen = ++generation;
@@ -388,6 +403,7 @@
       me = subOf(t.token);
       names[me] = name;
       var s = socket = io({ auth: { token: t.token }, transports: ['websocket'] });
+      renewLater(s, name, t.exp, gen);
       s.on('connect', function () {
         s.everConnected = true;
         sendError = null;

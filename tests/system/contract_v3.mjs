@@ -5,10 +5,31 @@
 
 import assert from 'node:assert/strict';
 import { describe, it, before, after } from 'node:test';
-import { call, connect, sleep, token, unique, waitUntil } from './harness.mjs';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { call, connect, sleep, tempDir, token, unique, waitUntil } from './harness.mjs';
+import { keyPair, signJwt, startIdp } from './idp.mjs';
 
 const code = (ack) => ack?.error?.code;
+/** The edge's default leeway on `exp` (TIDINGS_JWT_LEEWAY_SECS), in seconds. */
+const LEEWAY_SECS = 5;
+const nowSecs = () => Math.floor(Date.now() / 1000);
 
+/** Resolves with the time of `socket`'s next `event` (a disconnect, an `expired`). */
+const when = (socket, event) => new Promise((resolve) => socket.once(event, () => resolve(Date.now())));
+
+/** `POST /api/admin/revoke` with `auth` as the bearer token. */
+async function revoke(url, auth, body) {
+  const headers = { 'Content-Type': 'application/json' };
+  if (auth) headers.Authorization = `Bearer ${auth}`;
+  const res = await fetch(`${url}/api/admin/revoke`, { method: 'POST', headers, body: JSON.stringify(body) });
+  return { status: res.status, body: await res.json().catch(() => null), at: Date.now() };
+}
+
+/**
+ * `setup()` gives `{urls, stop, edge(env)}`; `edge(env)` starts one more edge of the same
+ * deployment with `env` added (an identity provider's settings) and gives `{url, stop}`.
+ */
 export function contractV3Suite(name, setup) {
   describe(`v3 contract on ${name}`, () => {
     let deployment;
@@ -89,6 +110,216 @@ export function contractV3Suite(name, setup) {
       for (const claims of [{ rooms: ['a b'] }, { role: 'root' }, { rooms: 'general' }]) {
         await assert.rejects(connect(edgeA, { token: token('mallory', { claims }) }), /unauthorized/, JSON.stringify(claims));
       }
+    });
+
+    it('refresh extends a connection past its first exp; another sub is forbidden, garbage unauthorized', async () => {
+      const room = unique('refresh');
+      // Two users whose tokens run out in 3 s; only one refreshes.
+      const firstExp = nowSecs() + 3;
+      const kept = await connect(edgeA, { token: token('kept', { claims: { exp: firstExp } }) });
+      const lapsed = await connect(edgeB, { token: token('lapsed', { claims: { exp: firstExp } }) });
+      const expiredAt = when(lapsed, 'expired');
+      const lapsedGone = when(lapsed, 'disconnect');
+      let keptExpired = false;
+      kept.on('expired', () => { keptExpired = true; });
+      assert.equal((await call(kept, 'join', { room })).ok, true);
+
+      assert.equal(code(await call(kept, 'refresh', { token: token('someone-else') })), 'forbidden');
+      assert.equal(code(await call(kept, 'refresh', { token: 'not.a.token' })), 'unauthorized');
+      assert.equal(code(await call(kept, 'refresh', { token: token('kept', { secret: 'wrong' }) })), 'unauthorized');
+      assert.equal(code(await call(kept, 'refresh', { token: token('kept', { expiresIn: -60 }) })), 'unauthorized');
+      assert.equal(code(await call(kept, 'refresh', {})), 'invalid');
+      assert.deepEqual(await call(kept, 'refresh', { token: token('kept', { expiresIn: 60 }) }), { ok: true });
+
+      // The one that did not refresh: `expired {}` near exp + leeway, never before exp, then
+      // disconnected by the server.
+      const expired = await expiredAt;
+      assert.ok(expired >= firstExp * 1000, `expired ${firstExp * 1000 - expired} ms before exp`);
+      assert.ok(expired <= (firstExp + LEEWAY_SECS) * 1000 + 1500, `expired ${expired - (firstExp + LEEWAY_SECS) * 1000} ms after exp + leeway`);
+      const gone = await lapsedGone;
+      assert.ok(gone - expired < 1000);
+      assert.equal(lapsed.connected, false);
+
+      // The refreshed one is alive past the first exp + leeway, and still works.
+      await sleep(Math.max(0, (firstExp + LEEWAY_SECS) * 1000 + 1000 - Date.now()));
+      assert.equal(kept.connected, true);
+      assert.equal(keptExpired, false);
+      assert.equal((await call(kept, 'send', { room, id: 'k1', text: 'still here' })).seq, 1);
+      kept.close();
+    });
+
+    it('a refresh that drops a room leaves it: its messages stop arriving', async () => {
+      const keep = unique('keep');
+      const drop = unique('drop');
+      const ada = await connect(edgeA, { token: token('ada', { claims: { rooms: [keep, drop] } }) });
+      const bob = await connect(edgeB, { token: token('bob') });
+      for (const room of [keep, drop]) {
+        assert.equal((await call(ada, 'join', { room })).ok, true);
+        assert.equal((await call(bob, 'join', { room })).ok, true);
+      }
+      await call(bob, 'send', { room: drop, id: 'b1', text: 'before' });
+      await waitUntil('ada has the message in the room she will lose', () => ada.messages.some((m) => m.room === drop));
+
+      const fresh = token('ada', { claims: { rooms: [keep], role: 'member' } });
+      assert.deepEqual(await call(ada, 'refresh', { token: fresh }), { ok: true });
+      await call(bob, 'send', { room: drop, id: 'b2', text: 'after' });
+      await call(bob, 'send', { room: keep, id: 'b3', text: 'still shared' });
+      await waitUntil('the kept room still delivers', () => ada.messages.some((m) => m.room === keep && m.text === 'still shared'));
+      await sleep(300);
+      assert.deepEqual(ada.messages.filter((m) => m.room === drop).map((m) => m.text), ['before']);
+      // The new claims are the ones checked now.
+      assert.equal(code(await call(ada, 'send', { room: drop, id: 'a1', text: 'hi' })), 'forbidden');
+      assert.equal(code(await call(ada, 'join', { room: drop })), 'forbidden');
+      assert.equal((await call(ada, 'send', { room: keep, id: 'a2', text: 'hi' })).ok, true);
+      ada.close();
+      bob.close();
+    });
+
+    it('a revoked user is cut on every edge within a second, and refused while it lasts', async () => {
+      const mallory = unique('mallory');
+      const ada = unique('ada');
+      const room = unique('revoked');
+      const cut = [];
+      const sockets = [];
+      for (const url of [edgeA, edgeB]) {
+        const m = await connect(url, { token: token(mallory) });
+        cut.push(when(m, 'disconnect'));
+        sockets.push(m);
+        const a = await connect(url, { token: token(ada) });
+        assert.equal((await call(a, 'join', { room })).ok, true);
+        sockets.push(a);
+      }
+      const admin = token(unique('root'), { claims: { role: 'admin' } });
+
+      // Only an admin token opens the API.
+      assert.equal((await revoke(edgeA, null, { sub: mallory })).status, 401);
+      assert.equal((await revoke(edgeA, 'garbage', { sub: mallory })).status, 401);
+      assert.equal((await revoke(edgeA, token('member'), { sub: mallory })).status, 403);
+      assert.equal((await revoke(edgeA, token('mod', { claims: { role: 'moderator' } }), { sub: mallory })).status, 403);
+      assert.equal((await revoke(edgeA, admin, { sub: mallory, jti: 'x' })).status, 400);
+      assert.equal(sockets[0].connected && sockets[2].connected, true, 'refused requests cut nobody');
+
+      const answer = await revoke(edgeA, admin, { sub: mallory, reason: 'system test' });
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      assert.equal(answer.body.ok, true);
+      assert.equal(answer.body.key, `sub:${mallory}`);
+      // Default: the longest token lifetime accepted (a day) plus the leeway.
+      assert.ok(Math.abs(answer.body.until - (answer.at + 86_400_000 + LEEWAY_SECS * 1000)) < 5000, JSON.stringify(answer.body));
+      const times = await Promise.all(cut);
+      for (const t of times) assert.ok(t - answer.at <= 1000, `cut ${t - answer.at} ms after the answer`);
+
+      // Refused on both edges while it lasts; other users are untouched.
+      for (const url of [edgeA, edgeB]) {
+        await assert.rejects(connect(url, { token: token(mallory) }), /unauthorized/);
+      }
+      assert.equal(sockets[1].connected && sockets[3].connected, true);
+      assert.equal((await call(sockets[1], 'send', { room, id: 'a1', text: 'still fine' })).seq, 1);
+      for (const s of sockets) s.close();
+    });
+
+    it('revoking one token (jti) cuts its connections only, refuses it, and can be lifted', async () => {
+      const eve = unique('eve');
+      const [j1, j2] = [unique('jti'), unique('jti')];
+      const first = await connect(edgeB, { token: token(eve, { claims: { jti: j1 } }) });
+      const second = await connect(edgeA, { token: token(eve, { claims: { jti: j2 } }) });
+      const firstCut = when(first, 'disconnect');
+      const admin = token(unique('root'), { claims: { role: 'admin' } });
+      const answer = await revoke(edgeA, admin, { jti: j1, until: Date.now() + 60_000 });
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      assert.ok((await firstCut) - answer.at <= 1000);
+      await sleep(300);
+      assert.equal(second.connected, true, 'the same user with another token stays');
+      assert.equal(code(await call(second, 'refresh', { token: token(eve, { claims: { jti: j1 } }) })), 'unauthorized');
+      await assert.rejects(connect(edgeB, { token: token(eve, { claims: { jti: j1 } }) }), /unauthorized/);
+
+      // An until already past lifts it, on every edge.
+      const lifted = await revoke(edgeB, admin, { jti: j1, until: 0 });
+      assert.equal(lifted.status, 200);
+      await waitUntil('the lift reached edge A', async () => {
+        const s = await connect(edgeA, { token: token(eve, { claims: { jti: j1 } }) });
+        s.close();
+        return true;
+      }, 5000);
+      second.close();
+    });
+
+    describe('with an identity provider (JWKS, PEM keys, iss and aud)', () => {
+      let idp;
+      let edge;
+      let rsa;
+      let ec;
+      let ed;
+      let pemKey;
+      const claims = (sub, extra = {}) => ({
+        sub, exp: nowSecs() + 600, iss: 'https://idp.test', aud: 'tidings', ...extra,
+      });
+
+      before(async () => {
+        [rsa, ec, ed] = [keyPair('RS256', 'k-rsa'), keyPair('ES256', 'k-ec'), keyPair('EdDSA', 'k-ed')];
+        pemKey = keyPair('EdDSA', null);
+        const dir = tempDir();
+        writeFileSync(join(dir, 'extra.pem'), pemKey.pem);
+        idp = await startIdp([rsa, ec, ed]);
+        edge = await deployment.edge({
+          TIDINGS_JWKS_URL: idp.url,
+          TIDINGS_JWKS_MIN_REFETCH_SECS: '1',
+          TIDINGS_JWT_PUBLIC_KEYS: join(dir, 'extra.pem'),
+          TIDINGS_JWT_ISSUER: 'https://idp.test',
+          TIDINGS_JWT_AUDIENCE: 'tidings',
+        });
+      });
+      after(async () => {
+        await edge?.stop();
+        await idp?.stop();
+      });
+
+      const accepted = async (jwt) => {
+        const s = await connect(edge.url, { token: jwt });
+        const ack = await call(s, 'join', { room: unique('idp') });
+        s.close();
+        return ack.ok === true;
+      };
+      const refused = (jwt, why) => assert.rejects(connect(edge.url, { token: jwt }), /unauthorized/, why);
+
+      it('RS256, ES256 and EdDSA tokens from the JWKS and a PEM key from the settings are accepted', async () => {
+        for (const key of [rsa, ec, ed]) {
+          assert.equal(await accepted(signJwt(key, claims(unique(key.alg)))), true, key.alg);
+        }
+        assert.equal(await accepted(signJwt(pemKey, claims(unique('pem')))), true, 'PEM key, no kid');
+      });
+
+      it('a key not in the JWKS, alg confusion, and iss or aud mismatches are refused', async () => {
+        const rogue = keyPair('RS256', 'k-rogue');
+        await refused(signJwt(rogue, claims('mallory')), 'a kid the provider does not publish');
+        await refused(signJwt(rogue, claims('mallory'), { kid: 'k-rsa' }), 'a known kid, the wrong key');
+        await refused(signJwt(ec, claims('mallory'), { alg: 'RS256' }), 'an EC signature labelled RS256');
+        // HS256 "signed" with the provider's public key, which anyone can read.
+        const hs = token('mallory', { secret: rsa.pem, claims: { iss: 'https://idp.test', aud: 'tidings' } });
+        await refused(hs, 'a public key used as an HMAC secret');
+        await refused(signJwt(rsa, claims('mallory', { iss: 'https://evil.test' })), 'another issuer');
+        await refused(signJwt(rsa, claims('mallory', { aud: 'another-service' })), 'another audience');
+        await refused(signJwt(rsa, { sub: 'mallory', exp: nowSecs() + 600, aud: 'tidings' }), 'no iss');
+      });
+
+      it('a key rotation is picked up without a restart, and random kids do not hammer the provider', async () => {
+        const next = keyPair('ES256', 'k-next');
+        idp.keys = [next, ed];
+        await sleep(1100); // the edge's minimum time between refetches, in this deployment
+        assert.equal(await accepted(signJwt(next, claims(unique('rotated')))), true);
+        await refused(signJwt(rsa, claims('old')), 'a key the provider dropped');
+
+        // A flood of tokens naming kids nobody has: at most one fetch per second.
+        const before = idp.fetches;
+        const started = Date.now();
+        const flood = [];
+        for (let i = 0; i < 40; i += 1) {
+          flood.push(refused(signJwt(next, claims('flood'), { kid: unique('random') })));
+        }
+        await Promise.all(flood);
+        const seconds = (Date.now() - started) / 1000;
+        assert.ok(idp.fetches - before <= Math.ceil(seconds) + 1,
+          `${idp.fetches - before} fetches in ${seconds.toFixed(1)} s for 40 unknown kids`);
+      });
     });
   });
 }

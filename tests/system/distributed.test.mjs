@@ -19,6 +19,11 @@ async function twoEdges() {
   return {
     urls: edges.map((e) => e.url),
     processorsUrl: processors.url,
+    /** One more edge of this deployment, with `extra` settings. */
+    edge: async (extra) => {
+      const e = await new Proc(['edge'], { ...env, TIDINGS_NODE_ID: unique('edge-x'), ...extra }, { port: await freePort() }).start();
+      return { url: e.url, stop: () => e.kill('SIGTERM') };
+    },
     stop: async () => {
       for (const p of [...edges, processors]) await p.kill('SIGTERM');
     },

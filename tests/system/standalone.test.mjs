@@ -15,5 +15,13 @@ contractV2Suite('standalone (embedded log and store)', async () => {
 
 contractV3Suite('standalone (embedded log and store)', async () => {
   const proc = await standalone(tempDir());
-  return { urls: [proc.url, proc.url], stop: () => proc.kill('SIGTERM') };
+  return {
+    urls: [proc.url, proc.url],
+    stop: () => proc.kill('SIGTERM'),
+    // Standalone is one process: another edge is another standalone.
+    edge: async (env) => {
+      const other = await standalone(tempDir(), env);
+      return { url: other.url, stop: () => other.kill('SIGTERM') };
+    },
+  };
 });
