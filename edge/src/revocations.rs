@@ -184,7 +184,16 @@ pub struct Follower {
 
 /// Readers of every partition of the topic, from its first record.
 pub async fn open(log: &dyn Log) -> Result<Vec<Follower>, EdgeError> {
-    let partitions = log.partitions(topics::REVOCATIONS).await?;
+    let partitions = log
+        .partitions(topics::REVOCATIONS)
+        .await
+        .map_err(|e| match e {
+            tidings_log::LogError::UnknownTopic(_) => EdgeError::Config(format!(
+                "{} does not exist: run `tidings migrate` (this release adds it)",
+                topics::REVOCATIONS
+            )),
+            other => other.into(),
+        })?;
     let mut followers = Vec::new();
     for partition in 0..partitions {
         followers.push(Follower {

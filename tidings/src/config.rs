@@ -766,6 +766,59 @@ mod tests {
     }
 
     #[test]
+    fn token_keys_and_rules_come_from_the_environment_and_are_checked() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert!(!config.has_token_keys());
+        assert!(config.jwks().is_none());
+        assert_eq!(
+            (config.jwt_leeway_secs, config.jwt_max_lifetime_secs),
+            (5, 86_400)
+        );
+        let config = Config::load(
+            None,
+            env(&[
+                (
+                    "TIDINGS_JWKS_URL",
+                    "https://idp.example/.well-known/jwks.json",
+                ),
+                ("TIDINGS_JWKS_MIN_REFETCH_SECS", "2"),
+                ("TIDINGS_JWT_PUBLIC_KEYS", "/etc/a.pem, /etc/b.pem"),
+                ("TIDINGS_JWT_ISSUER", "https://idp.example/"),
+                ("TIDINGS_JWT_AUDIENCE", "chat,tidings"),
+                ("TIDINGS_JWT_LEEWAY_SECS", "30"),
+                ("TIDINGS_JWT_MAX_LIFETIME_SECS", "3600"),
+            ]),
+        )
+        .unwrap();
+        assert!(config.has_token_keys());
+        let jwks = config.jwks().unwrap();
+        assert_eq!(jwks.min_interval, Duration::from_secs(2));
+        assert_eq!(jwks.refresh, Duration::from_secs(300));
+        assert_eq!(
+            config.jwt_public_keys,
+            [PathBuf::from("/etc/a.pem"), PathBuf::from("/etc/b.pem")]
+        );
+        assert_eq!(config.jwt_audience, ["chat", "tidings"]);
+        assert_eq!(config.jwt_leeway_secs, 30);
+        for (name, value) in [
+            ("TIDINGS_JWT_LEEWAY_SECS", "31"),
+            ("TIDINGS_JWKS_URL", "ftp://idp/jwks"),
+            ("TIDINGS_JWT_MAX_LIFETIME_SECS", "10"),
+        ] {
+            let err = Config::load(None, env(&[(name, value)])).unwrap_err();
+            assert!(format!("{err:#}").contains(name), "{err:#}");
+        }
+        assert!(Config::load(
+            None,
+            env(&[
+                ("TIDINGS_JWKS_URL", "https://idp/jwks"),
+                ("TIDINGS_JWKS_MIN_REFETCH_SECS", "0")
+            ])
+        )
+        .is_err());
+    }
+
+    #[test]
     fn bad_settings_are_refused_with_the_setting_named() {
         let err = Config::load(None, env(&[("TIDINGS_MAX_TEXT", "lots")])).unwrap_err();
         assert!(err.to_string().contains("TIDINGS_MAX_TEXT"), "{err}");
