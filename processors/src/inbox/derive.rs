@@ -86,6 +86,7 @@ impl Derived {
             from: from.to_string(),
             text: event.text.clone(),
             ts: event.ts,
+            deleted: false,
         };
         if tidings_store::validate(&message).is_err() {
             return;

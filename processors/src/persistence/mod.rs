@@ -94,6 +94,7 @@ pub(crate) fn stored(event: RoomEvent) -> Option<StoredMessage> {
         from: event.user.unwrap_or_default(),
         text: event.text,
         ts: event.ts,
+        deleted: false,
     };
     match tidings_store::validate(&message) {
         Ok(()) => Some(message),
