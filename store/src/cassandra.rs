@@ -218,7 +218,7 @@ fn schema(config: &CassandraConfig) -> Vec<String> {
              )"
         ),
         // Added after the first release: an existing keyspace gets it from `migrate`, which
-        // takes "already there" as done (see ADDED_COLUMNS).
+        // takes "already exists" as done.
         format!("ALTER TABLE {ks}.messages ADD deleted boolean"),
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.mutes (
@@ -295,7 +295,7 @@ impl CassandraStore {
                 // Cassandra has no ADD IF NOT EXISTS: a column already added is done.
                 Err(e)
                     if statement.starts_with("ALTER TABLE")
-                        && e.to_string().contains("conflicts with an existing column") => {}
+                        && e.to_string().contains("already exists") => {}
                 Err(e) => return Err(unavailable(e)),
             }
         }
