@@ -273,6 +273,9 @@ pub(crate) fn client_event(
     room: Option<&str>,
 ) -> ClientEvent {
     ClientEvent {
+        role: None,
+        target: None,
+        until: None,
         event_id: uuid::Uuid::new_v4().to_string(),
         kind: kind.to_string(),
         room: room.map(str::to_string),

@@ -4,8 +4,8 @@
 
 use crate::{
     check_inbox_update, check_marker, check_range, check_room, check_snapshot, check_user,
-    check_users, validate, Direction, InboxRoom, InboxUpdate, Result, SeqRange, Store, StoreError,
-    StoredMessage, Mute, MAX_INBOX_ROOMS, MAX_MUTES_PER_ROOM,
+    check_users, validate, Direction, InboxRoom, InboxUpdate, Mute, Result, SeqRange, Store,
+    StoreError, StoredMessage, MAX_INBOX_ROOMS, MAX_MUTES_PER_ROOM,
 };
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};

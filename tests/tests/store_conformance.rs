@@ -4,8 +4,7 @@
 use std::sync::Arc;
 use tidings_store::{
     Direction, InboxRoom, InboxUpdate, Mute, SeqRange, Store, StoreError, StoredMessage,
-    MAX_INBOX_ROOMS,
-    MAX_INBOX_UPDATE, MAX_TEXT_BYTES,
+    MAX_INBOX_ROOMS, MAX_INBOX_UPDATE, MAX_TEXT_BYTES,
 };
 use tidings_tests::unique;
 
@@ -566,9 +565,18 @@ pub async fn mutes_are_kept_per_room_and_the_last_one_wins(store: Arc<dyn Store>
         .unwrap();
     let mut found = store.mutes(&room).await.unwrap();
     found.sort_by(|a, b| a.user.cmp(&b.user));
-    assert_eq!(found, vec![mute(&room, "eve", 50), mute(&room, "mallory", 200)]);
-    assert_eq!(store.mutes(&other).await.unwrap(), vec![mute(&other, "eve", 300)]);
-    assert!(store.set_mutes(&[mute("bad room", "eve", 1)]).await.is_err());
+    assert_eq!(
+        found,
+        vec![mute(&room, "eve", 50), mute(&room, "mallory", 200)]
+    );
+    assert_eq!(
+        store.mutes(&other).await.unwrap(),
+        vec![mute(&other, "eve", 300)]
+    );
+    assert!(store
+        .set_mutes(&[mute("bad room", "eve", 1)])
+        .await
+        .is_err());
     assert!(store.set_mutes(&[mute(&room, "", 1)]).await.is_err());
 }
 

@@ -39,7 +39,8 @@ pub const TOPIC_DOCS: &[TopicDoc] = &[
         subject: Some(Subject::RoomEvent),
         key: "room",
         writers: "the sequencer, in Kafka transactions: messages (kind message), read markers \
-                  (read) and control records saying which edges host the room (host, unhost)",
+                  (read), deletions (delete: the seq stays, with no text), mutes (mute) and \
+                  control records saying which edges host the room (host, unhost)",
         readers: "persistence, fan-out, inbox; analytics (the record of truth: filter on kind)",
     },
     TopicDoc {
@@ -77,6 +78,14 @@ pub const TOPIC_DOCS: &[TopicDoc] = &[
         writers: "edges: online, offline, join, leave, edge-start, heartbeat, and the presence \
                   and status questions",
         readers: "the presence processor",
+    },
+    TopicDoc {
+        topic: topics::AUDIT,
+        subject: Some(Subject::ModeratorAction),
+        key: "room (delete, mute), or the user acted upon (revoke)",
+        writers: "the sequencer, in the transaction that applies a delete or a mute; edges, for \
+                  revocations through the admin API",
+        readers: "people and compliance tools (nothing in Tidings consumes it)",
     },
     TopicDoc {
         topic: topics::DEAD_LETTERS,

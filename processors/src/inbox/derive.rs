@@ -157,6 +157,9 @@ mod tests {
 
     fn message(room: &str, seq: i64, from: &str, text: &str) -> RoomEvent {
         RoomEvent {
+            role: None,
+            target: None,
+            until: None,
             event_id: format!("e{seq}"),
             kind: "message".into(),
             room: Some(room.into()),

@@ -356,6 +356,9 @@ impl Sequencer {
                 let seq = head + 1;
                 let ts = now_ms();
                 let message = RoomEvent {
+                    role: None,
+                    target: None,
+                    until: None,
                     event_id: uuid::Uuid::new_v4().to_string(),
                     kind: "message".into(),
                     room: Some(room.to_string()),
@@ -381,6 +384,9 @@ impl Sequencer {
                     "unhost"
                 };
                 let marker = RoomEvent {
+                    role: None,
+                    target: None,
+                    until: None,
                     event_id: uuid::Uuid::new_v4().to_string(),
                     kind: kind.into(),
                     room: Some(room.to_string()),
@@ -444,6 +450,9 @@ impl Sequencer {
                     return Ok(());
                 }
                 let marker = RoomEvent {
+                    role: None,
+                    target: None,
+                    until: None,
                     event_id: uuid::Uuid::new_v4().to_string(),
                     kind: "read".into(),
                     room: Some(room.to_string()),

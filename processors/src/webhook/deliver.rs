@@ -104,6 +104,9 @@ mod tests {
 
     fn event() -> RoomEvent {
         RoomEvent {
+            role: None,
+            target: None,
+            until: None,
             event_id: "e-1".into(),
             kind: "message".into(),
             room: Some("team-a.dev".into()),
