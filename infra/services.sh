@@ -11,7 +11,9 @@
 #   infra/services.sh kill9  kafka|cassandra|all    SIGKILL (crash), data kept
 #   infra/services.sh resume kafka|cassandra|all    start again on the existing data
 #
-#   Kafka:     PLAINTEXT 127.0.0.1:9092, CONTROLLER 127.0.0.1:9093
+#   Kafka:     PLAINTEXT 127.0.0.1:9092, CONTROLLER 127.0.0.1:9093 (TIDINGS_KAFKA_PORT and
+#              TIDINGS_KAFKA_CONTROLLER_PORT move them, e.g. for a second, throwaway Kafka
+#              with its own TIDINGS_SERVICES_DIR beside the usual one)
 #   Cassandra: CQL 127.0.0.1:9042, storage 127.0.0.1:7000, JMX 127.0.0.1:7199
 #
 # State (data, logs, pid files, generated configs, cached classpaths) lives in
@@ -27,10 +29,12 @@ STATE=${TIDINGS_SERVICES_DIR:-$REPO/.services}
 JAVA=${JAVA:-java}
 
 KAFKA_TIMEOUT=${TIDINGS_KAFKA_TIMEOUT:-90}
+KAFKA_PORT=${TIDINGS_KAFKA_PORT:-9092}
+KAFKA_CONTROLLER_PORT=${TIDINGS_KAFKA_CONTROLLER_PORT:-9093}
 CASSANDRA_TIMEOUT=${TIDINGS_CASSANDRA_TIMEOUT:-240}
 
 # Ports each service owns; a leftover process of ours on any of them is stopped.
-declare -A PORTS=([kafka]="9092 9093" [cassandra]="9042 7000 7199")
+declare -A PORTS=([kafka]="$KAFKA_PORT $KAFKA_CONTROLLER_PORT" [cassandra]="9042 7000 7199")
 # Main class, used to recognise our own processes (pid files can be stale, pids reused).
 declare -A MAIN_CLASS=([kafka]=kafka.Kafka [cassandra]=org.apache.cassandra.service.CassandraDaemon)
 declare -A LAUNCHED_AT=()
@@ -223,9 +227,9 @@ kafka_configure() {
     cat >"$KDIR/conf/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
-controller.quorum.voters=1@127.0.0.1:9093
-listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093
-advertised.listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
@@ -262,17 +266,6 @@ rootLogger.appenderRef.out.ref = STDOUT
 logger.request.name = kafka.request.logger
 logger.request.level = WARN
 EOF
-    # Tools (storage format, readiness client): warnings only.
-    cat >"$KDIR/conf/tools-log4j2.properties" <<'EOF'
-status = error
-appender.out.type = Console
-appender.out.name = STDERR
-appender.out.target = SYSTEM_ERR
-appender.out.layout.type = PatternLayout
-appender.out.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = WARN
-rootLogger.appenderRef.out.ref = STDERR
-EOF
     # Readiness client: fail fast instead of the default 60 s API timeout.
     cat >"$KDIR/conf/client.properties" <<'EOF'
 request.timeout.ms=5000
@@ -281,7 +274,7 @@ EOF
 }
 
 kafka_tool() { # main-class args... (output goes to the caller's redirection)
-    "$JAVA" "${TOOL_JVM[@]}" -Dlog4j2.configurationFile="$KDIR/conf/tools-log4j2.properties" \
+    "$JAVA" "${TOOL_JVM[@]}" -Dlog4j2.configurationFile="$INFRA/kafka/tools-log4j2.properties" \
         -cp "$KAFKA_CP" "$@"
 }
 
@@ -317,11 +310,11 @@ kafka_await() {
         pid_alive "$pid" || { not_ready kafka "the JVM exited"; return 1; }
         left=$(((deadline - $(now_ms)) / 1000))
         ((left > 0)) || { not_ready kafka "timed out after ${KAFKA_TIMEOUT}s"; return 1; }
-        if listening 9092 && timeout "$((left < 20 ? left : 20))" \
-            "$JAVA" "${TOOL_JVM[@]}" -Dlog4j2.configurationFile="$KDIR/conf/tools-log4j2.properties" \
-            -cp "$KAFKA_CP" org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:9092 \
+        if listening "$KAFKA_PORT" && timeout "$((left < 20 ? left : 20))" \
+            "$JAVA" "${TOOL_JVM[@]}" -Dlog4j2.configurationFile="$INFRA/kafka/tools-log4j2.properties" \
+            -cp "$KAFKA_CP" org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
             --command-config "$KDIR/conf/client.properties" --list >"$KDIR/ready-check.log" 2>&1; then
-            echo "kafka ready on 127.0.0.1:9092 (pid $pid, $(secs_since "$start")s)"
+            echo "kafka ready on 127.0.0.1:$KAFKA_PORT (pid $pid, $(secs_since "$start")s)"
             return 0
         fi
         sleep 0.5

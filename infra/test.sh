@@ -15,6 +15,16 @@ trap 'infra/services.sh stop' EXIT
 cargo build --workspace --all-targets
 infra/services.sh start
 
+# Terraform: fmt, validate with the real providers built from the Go module proxy, and the
+# topics applied to the real Kafka in both orders with `tidings migrate`, without drift. It
+# deletes the tidings.* topics first, so it runs before anything else uses Kafka. Terraform
+# itself is not a Debian package: where it is not on the PATH, .ci/run fails instead.
+if command -v terraform >/dev/null; then
+    infra/check-terraform.sh --kafka "$TIDINGS_KAFKA_BROKERS"
+else
+    echo "terraform is not on the PATH: the Terraform checks are left to .ci/run"
+fi
+
 cargo test --workspace
 
 # Stock clients: socket.io-client (npm), python-socketio (PyPI), and Playwright in chromium.

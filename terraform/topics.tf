@@ -1,4 +1,7 @@
 # The topics, from topics.tf.json (the copy of log/src/topics.rs that a test keeps equal).
+# The settings are the ones `tidings migrate` creates a topic with (topics::kafka_config in
+# log/src/topics.rs), so whichever of the two creates a topic, the other finds nothing to
+# change; `infra/check-terraform.sh --kafka HOST:PORT` checks both orders on a real Kafka.
 resource "kafka_topic" "tidings" {
   for_each           = local.topics
   name               = each.key
@@ -7,6 +10,20 @@ resource "kafka_topic" "tidings" {
   config = {
     "retention.ms"        = tostring(each.value.retention_ms)
     "cleanup.policy"      = each.value.compacted ? "compact" : "delete"
-    "min.insync.replicas" = tostring(min(2, var.replication_factor))
+    "min.insync.replicas" = tostring(min(local.min_insync_replicas_cap, var.replication_factor))
   }
+}
+
+# Adopting topics that exist already, e.g. made by `tidings migrate` before Terraform managed
+# them (a plain apply would fail on them: "topic already exists"). With
+# adopt_existing_topics = true, plan imports every topic of local.topics that is not in the
+# state yet and then finds nothing to change, as long as the topic has the settings above.
+# Every topic must exist while it is on: importing a missing one fails. Once they are in
+# the state their imports do nothing, but turn it off after the apply that adopted them, so
+# that a topic added later is created rather than imported. (For one topic,
+# `terraform import 'kafka_topic.tidings["NAME"]' NAME` does the same.)
+import {
+  for_each = { for name, topic in local.topics : name => topic if var.adopt_existing_topics }
+  to       = kafka_topic.tidings[each.key]
+  id       = each.key
 }

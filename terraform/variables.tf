@@ -19,9 +19,29 @@ variable "cassandra_contact_points" {
 }
 
 variable "replication_factor" {
-  description = "Replication factor of every topic (3 in production)."
+  description = "Replication factor of every topic (3 in production); min.insync.replicas is this, at most 2. The migrate job creates topics with the same (TIDINGS_KAFKA_REPLICATION_FACTOR)."
   type        = number
   default     = 3
+  validation {
+    condition     = var.replication_factor >= 1 && floor(var.replication_factor) == var.replication_factor
+    error_message = "replication_factor must be a whole number, 1 or more."
+  }
+}
+
+variable "adopt_existing_topics" {
+  description = "Import the Tidings topics that exist already (e.g. made by `tidings migrate`) instead of creating them: see the import block in topics.tf. Every topic must exist while this is on."
+  type        = bool
+  default     = false
+}
+
+variable "cassandra_replication" {
+  description = "Replication of the keyspace the migrate job creates (TIDINGS_CASSANDRA_REPLICATION): SimpleStrategy:N, or NetworkTopologyStrategy:DC=N,DC=N with datacenter names as the cluster's snitch reports them. Applies when the keyspace is created; an existing keyspace keeps its replication."
+  type        = string
+  default     = "SimpleStrategy:3"
+  validation {
+    condition     = can(regex("^(SimpleStrategy:[1-9][0-9]*|NetworkTopologyStrategy:[A-Za-z0-9_.-]+=[1-9][0-9]*(,[A-Za-z0-9_.-]+=[1-9][0-9]*)*)$", var.cassandra_replication))
+    error_message = "cassandra_replication must look like SimpleStrategy:3 or NetworkTopologyStrategy:dc1=3,dc2=3."
+  }
 }
 
 variable "kubeconfig" {
@@ -52,8 +72,19 @@ variable "jwt_secret" {
 }
 
 variable "edge_replicas" {
-  type    = object({ min = number, max = number })
-  default = { min = 2, max = 10 }
+  description = "Bounds of the edges' autoscaler; min is also the StatefulSet's first size (the HPA owns it from then on)."
+  type        = object({ min = number, max = number })
+  default     = { min = 2, max = 10 }
+}
+
+variable "edge_session_affinity_timeout_seconds" {
+  description = "How long the edge service keeps sending a client address to the same edge after its last request (ClientIP affinity, for Socket.IO long polling)."
+  type        = number
+  default     = 10800
+  validation {
+    condition     = var.edge_session_affinity_timeout_seconds >= 1 && var.edge_session_affinity_timeout_seconds <= 86400
+    error_message = "edge_session_affinity_timeout_seconds must be from 1 to 86400 (Kubernetes' bounds)."
+  }
 }
 
 variable "processor_replicas" {

@@ -1,13 +1,18 @@
 terraform {
-  required_version = ">= 1.5"
+  # 1.7: import blocks with for_each (topics.tf).
+  required_version = ">= 1.7"
   required_providers {
+    # Exactly the versions infra/check-terraform.sh builds and validates against.
     kafka = {
       source  = "Mongey/kafka"
-      version = "~> 0.7"
+      version = "0.13.1"
     }
+    # The check builds this from Go module version v1.13.4-0.20260821094251-3a33fb6cc605
+    # (the module path has no /v3 suffix, so its 3.x tags have no Go version of their own):
+    # the 3.2.1 tag plus a gRPC dependency update, the same resources and schema as 3.2.1.
     kubernetes = {
       source  = "hashicorp/kubernetes"
-      version = "~> 2.30"
+      version = "3.2.1"
     }
   }
 }

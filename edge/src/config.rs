@@ -75,6 +75,8 @@ pub struct EdgeConfig {
     pub allowed_origins: Vec<String>,
     /// Also allow pages served from loopback (`localhost`, `127.0.0.0/8`, `[::1]`).
     pub allow_loopback_origins: bool,
+    /// Bearer tokens accepted by `POST /api/publish`; none: the route does not exist.
+    pub service_tokens: Vec<String>,
 }
 
 impl EdgeConfig {
@@ -113,6 +115,7 @@ impl EdgeConfig {
             user_events_burst: 100.0,
             allowed_origins: Vec::new(),
             allow_loopback_origins: false,
+            service_tokens: Vec::new(),
         }
     }
 }

@@ -466,27 +466,39 @@ async fn send(
         return Err(ClientError::TooManyPending);
     }
 
-    let (waiting, answer) = shared.pending.wait_send(&conn.id, &req.room, &req.id);
     let mut ev = event(&shared, &conn, "send", &req.room);
     ev.client_id = Some(req.id);
     ev.text = Some(text);
+    let (seq, ts) = append_send(&shared, ev, turn).await?;
+    shared
+        .metrics
+        .ack_latency
+        .observe(started.elapsed().as_secs_f64());
+    Ok(ok_ack(json!({ "seq": seq, "ts": ts })).into())
+}
+
+/// Appends a `send` (room, client id and text set, already validated) on its `turn`, and
+/// waits for the sequencer's answer: `(seq, ts)` once the message is durable, or why not.
+/// Shared by Socket.IO's `send` and HTTP's `POST /api/publish`.
+pub(crate) async fn append_send(
+    shared: &Shared,
+    ev: ClientEvent,
+    turn: Option<Turn>,
+) -> Result<(i64, i64), ClientError> {
+    let room = ev.room.clone().unwrap_or_default();
+    let id = ev.client_id.clone().unwrap_or_default();
+    let (waiting, answer) = shared.pending.wait_send(&ev.conn, &room, &id);
     if let Some(turn) = &turn {
         turn.wait().await;
     }
-    let produced = produce(&shared, topics::CLIENT_EVENTS, &ev).await;
+    let produced = produce(shared, topics::CLIENT_EVENTS, &ev).await;
     // In the log now (or never): the next send of this membership may go.
     drop(turn);
     produced?;
     let outcome = tokio::time::timeout(shared.config.reply_timeout, answer).await;
     drop(waiting);
     match outcome {
-        Ok(Ok(SendOutcome::Acked { seq, ts })) => {
-            shared
-                .metrics
-                .ack_latency
-                .observe(started.elapsed().as_secs_f64());
-            Ok(ok_ack(json!({ "seq": seq, "ts": ts })).into())
-        }
+        Ok(Ok(SendOutcome::Acked { seq, ts })) => Ok((seq, ts)),
         Ok(Ok(SendOutcome::Rejected(e))) => Err(e),
         _ => Err(ClientError::unavailable("no answer to send in time")),
     }

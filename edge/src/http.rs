@@ -40,6 +40,14 @@ pub fn router(shared: Arc<Shared>) -> Router {
     if shared.config.dev_tokens {
         router = router.route("/dev/token", post(dev_token));
     }
+    if shared.config.service_tokens.iter().any(|t| !t.is_empty()) {
+        router = router.route(
+            "/api/publish",
+            post(crate::publish::publish).layer(axum::extract::DefaultBodyLimit::max(
+                shared.config.max_event_bytes,
+            )),
+        );
+    }
     router
         .layer(axum::middleware::map_response(security_headers))
         .with_state(shared)

@@ -21,6 +21,7 @@ pub mod metrics;
 mod order;
 mod presence;
 pub mod protocol;
+mod publish;
 mod rooms;
 mod state;
 mod users;
@@ -82,6 +83,7 @@ pub async fn serve_on(
         delivery_position: AtomicI64::new(start),
         draining: AtomicBool::new(false),
         in_progress: AtomicUsize::new(0),
+        publishing: publish::Publishing::default(),
         config,
         log,
         store,

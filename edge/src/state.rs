@@ -33,6 +33,8 @@ pub struct Shared {
     pub draining: AtomicBool,
     /// Requests whose handler is running, on every connection.
     pub in_progress: AtomicUsize,
+    /// `POST /api/publish` requests in progress.
+    pub publishing: crate::publish::Publishing,
 }
 
 pub use tidings_log::now_ms;

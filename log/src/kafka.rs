@@ -351,24 +351,25 @@ impl Log for KafkaLog {
             .finish(self.config.base())
             .create()
             .map_err(unavailable)?;
-        let retention: Vec<String> = specs
+        let replication = self.config.replication_factor;
+        // The same settings Terraform gives a topic (topics::kafka_config), so whichever of
+        // the two creates it, the other finds nothing to change.
+        let configs: Vec<Vec<(&str, String)>> = specs
             .iter()
-            .map(|s| s.retention_ms.unwrap_or(-1).to_string())
+            .map(|spec| crate::topics::kafka_config(spec, replication))
             .collect();
         let topics: Vec<NewTopic> = specs
             .iter()
-            .zip(&retention)
-            .map(|(spec, retention)| {
-                NewTopic::new(
+            .zip(&configs)
+            .map(|(spec, config)| {
+                let topic = NewTopic::new(
                     &spec.name,
                     spec.partitions as i32,
-                    TopicReplication::Fixed(self.config.replication_factor),
-                )
-                .set("retention.ms", retention)
-                .set(
-                    "cleanup.policy",
-                    if spec.compacted { "compact" } else { "delete" },
-                )
+                    TopicReplication::Fixed(replication),
+                );
+                config
+                    .iter()
+                    .fold(topic, |topic, (key, value)| topic.set(key, value))
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));

@@ -45,6 +45,10 @@ pub const TYPING: &str = "tidings.typing";
 /// with their key, value and headers plus `dead-letter.*` headers saying where they came from
 /// and why. Written by processors, read by people; nothing in Tidings consumes it.
 pub const DEAD_LETTERS: &str = "tidings.dead-letters";
+/// Room events a webhook endpoint did not accept after the last attempt: the room-log record
+/// unchanged (Avro `RoomEvent`), keyed by room, with `webhook.*` headers naming the endpoint,
+/// the delivery id, the attempts and the last error. Read by people; nothing consumes it.
+pub const WEBHOOK_DEAD_LETTERS: &str = "tidings.webhook-dead-letters";
 /// Connection lifecycle (online, join, leave, offline), edge heartbeats and presence
 /// questions, appended by edges for the presence processor. One partition: one total order,
 /// so an answer follows every change made before its question; the processor snapshots its
@@ -52,6 +56,31 @@ pub const DEAD_LETTERS: &str = "tidings.dead-letters";
 pub const PRESENCE: &str = "tidings.presence";
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The most replicas `min.insync.replicas` asks for: with replication factor 3, an append
+/// (`acks=all`) survives the loss of one broker and the topic stays writable without it.
+/// Terraform's copy is `locals.min_insync_replicas_cap` in `terraform/topics.tf.json`.
+pub const MIN_INSYNC_REPLICAS_CAP: i32 = 2;
+
+/// The topic-level Kafka settings of `spec` on a cluster where topics get
+/// `replication_factor` replicas. `tidings migrate` creates topics with exactly these, and
+/// `terraform/topics.tf` sets the same keys to the same values, so either can create a topic
+/// and the other finds nothing to change (`infra/check-terraform.sh --kafka` checks it).
+pub fn kafka_config(spec: &TopicSpec, replication_factor: i32) -> Vec<(&'static str, String)> {
+    vec![
+        ("retention.ms", spec.retention_ms.unwrap_or(-1).to_string()),
+        (
+            "cleanup.policy",
+            if spec.compacted { "compact" } else { "delete" }.to_string(),
+        ),
+        (
+            "min.insync.replicas",
+            replication_factor
+                .clamp(1, MIN_INSYNC_REPLICAS_CAP)
+                .to_string(),
+        ),
+    ]
+}
 
 /// The topics and their settings.
 pub fn all() -> Vec<TopicSpec> {
@@ -81,6 +110,11 @@ pub fn all() -> Vec<TopicSpec> {
         TopicSpec {
             retention_ms: Some(14 * DAY_MS),
             ..TopicSpec::new(DEAD_LETTERS, 1)
+        },
+        // Like the dead letters: two weeks to notice, durable (the receiver never got them).
+        TopicSpec {
+            retention_ms: Some(14 * DAY_MS),
+            ..TopicSpec::new(WEBHOOK_DEAD_LETTERS, 1)
         },
         // A day covers any snapshot gap. Not durable on the embedded log: a crash that loses
         // the tail also ended every connection it describes (one process).
@@ -128,5 +162,37 @@ mod tests {
                 spec.name
             );
         }
+        assert_eq!(
+            json["locals"]["min_insync_replicas_cap"].as_i64(),
+            Some(MIN_INSYNC_REPLICAS_CAP as i64),
+            "locals.min_insync_replicas_cap"
+        );
+    }
+
+    #[test]
+    fn kafka_config_spells_retention_compaction_and_min_insync_replicas() {
+        let config = |name: &str, rf: i32| {
+            let spec = all().into_iter().find(|s| s.name == name).unwrap();
+            kafka_config(&spec, rf)
+        };
+        assert_eq!(
+            config(ROOM_LOG, 3),
+            vec![
+                ("retention.ms", "-1".to_string()),
+                ("cleanup.policy", "delete".to_string()),
+                ("min.insync.replicas", "2".to_string()),
+            ]
+        );
+        assert_eq!(
+            config(SUBSCRIPTIONS, 1),
+            vec![
+                ("retention.ms", "-1".to_string()),
+                ("cleanup.policy", "compact".to_string()),
+                ("min.insync.replicas", "1".to_string()),
+            ]
+        );
+        assert_eq!(config(TYPING, 2)[0], ("retention.ms", "60000".to_string()));
+        assert_eq!(config(TYPING, 2)[2].1, "2");
+        assert_eq!(config(TYPING, 5)[2].1, "2");
     }
 }

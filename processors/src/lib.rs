@@ -10,6 +10,7 @@
 //!   `occupancy` deliveries, answers to presence questions, `last_seen` in the store.
 //! - [`inbox`]: room log → read markers, the DM and mention index, `read`, `receipt` and
 //!   `notify` deliveries.
+//! - [`webhook`]: room log → POSTs to configured URLs, at least once, in order per room.
 //!
 //! All implement [`Processor`] and are listed in one place, [`registry`].
 
@@ -20,8 +21,10 @@ pub mod inbox;
 pub mod persistence;
 pub mod presence;
 pub mod registry;
+pub mod replay;
 pub mod sequencer;
 pub mod typing;
+pub mod webhook;
 
 mod directory;
 mod runtime;
@@ -74,6 +77,10 @@ pub struct Context {
     pub node: String,
     pub moderation: ModerationConfig,
     pub presence: presence::PresenceConfig,
+    /// Where the webhook processor POSTs room events (none: it only follows the log).
+    pub webhooks: webhook::WebhookConfig,
+    /// The sequencer's pre-send hook, if one is configured.
+    pub presend: Option<sequencer::PresendConfig>,
 }
 
 /// Why a processor's session stopped. `run` logs these and starts a new session after a

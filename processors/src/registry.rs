@@ -6,6 +6,7 @@ use crate::persistence::Persistence;
 use crate::presence::PresenceProcessor;
 use crate::sequencer::Sequencer;
 use crate::typing::Typing;
+use crate::webhook::Webhook;
 use crate::Processor;
 
 /// Every processor, in the order `tidings standalone` starts them.
@@ -17,10 +18,13 @@ pub fn registry() -> Vec<Box<dyn Processor>> {
         Box::new(Typing),
         Box::new(PresenceProcessor),
         Box::new(Inbox),
+        // Always listed: with no endpoint configured it only follows the log (see its docs).
+        Box::new(Webhook),
     ]
 }
 
-/// The processor called `name` (`sequencer`, `persistence`, `fanout`, `typing`, `presence`, `inbox`).
+/// The processor called `name` (`sequencer`, `persistence`, `fanout`, `typing`, `presence`, `inbox`,
+/// `webhook`).
 pub fn by_name(name: &str) -> Option<Box<dyn Processor>> {
     registry().into_iter().find(|p| p.name() == name)
 }
@@ -40,7 +44,8 @@ mod tests {
                 "fanout",
                 "typing",
                 "presence",
-                "inbox"
+                "inbox",
+                "webhook"
             ]
         );
         for name in names {

@@ -135,6 +135,8 @@ impl Run {
             node: self.node.clone(),
             moderation: ModerationConfig::default(),
             presence: Default::default(),
+            webhooks: Default::default(),
+            presend: None,
         };
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move { processor.run(ctx, shutdown).await.expect("run ends") })

@@ -44,6 +44,8 @@ impl Harness {
                 blocked_terms: vec!["Spam".into()],
             },
             presence: Default::default(),
+            webhooks: Default::default(),
+            presend: None,
         }
     }
 
@@ -665,4 +667,139 @@ async fn a_retry_of_an_evicted_id_in_a_new_room_keeps_its_seq() {
     assert_eq!(got, expected);
     let seqs: Vec<_> = h.messages("new").await.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, vec![1, 2, 3, 4]);
+}
+
+fn room_record(kind: &str, room: &str, user: &str, seq: i64, text: &str) -> OutRecord {
+    let event = RoomEvent {
+        event_id: format!("{kind}-{room}-{seq}"),
+        kind: kind.into(),
+        room: Some(room.into()),
+        user: Some(user.into()),
+        ts: 1_000 + seq,
+        trace_id: "t".into(),
+        node: "proc-1".into(),
+        seq,
+        client_id: format!("c{seq}"),
+        text: text.into(),
+        origin_node: String::new(),
+        origin_conn: String::new(),
+    };
+    OutRecord::new(topics::ROOM_LOG, room, event.encode().expect("encodes"))
+}
+
+/// `tidings replay store`: a store that never saw the log gets every message, the inbox rows
+/// and the highest read marker from it, skips what does not decode, ends with persistence's
+/// checkpoints at the log's end, and a second replay changes nothing.
+#[tokio::test]
+async fn replay_rebuilds_the_store_from_the_room_log() {
+    let h = Harness::new().await;
+    let mut records = vec![room_record("host", "general", "", 0, "")];
+    for seq in 1..=30 {
+        let text = if seq == 5 {
+            "hi @bob".to_string()
+        } else {
+            format!("m{seq}")
+        };
+        records.push(room_record("message", "general", "ada", seq, &text));
+    }
+    records.push(room_record("message", "dm:ada:bob", "ada", 1, "psst"));
+    records.push(room_record("read", "general", "bob", 20, ""));
+    records.push(room_record("read", "general", "bob", 10, ""));
+    records.push(OutRecord::new(
+        topics::ROOM_LOG,
+        "general",
+        b"not avro".to_vec(),
+    ));
+    h.log.produce_batch(records).await.expect("appended");
+
+    let fresh = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(&fresh.path().join("store.redb")).expect("store"));
+    let log: Arc<dyn Log> = h.log.clone();
+    let stop = CancellationToken::new();
+    let stats = tidings_processors::replay::rebuild_store(log.clone(), store.clone(), stop.clone())
+        .await
+        .expect("replayed");
+    assert_eq!(
+        (
+            stats.records,
+            stats.messages,
+            stats.read_markers,
+            stats.undecodable
+        ),
+        (35, 31, 1, 1)
+    );
+
+    let general = store
+        .read("general", SeqRange::after(0, 100))
+        .await
+        .expect("read");
+    assert_eq!(
+        general.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=30).collect::<Vec<_>>()
+    );
+    assert_eq!(general[4].text, "hi @bob");
+    assert_eq!(store.head("general").await.expect("head"), 30);
+    assert_eq!(
+        store.read_marker("bob", "general").await.expect("marker"),
+        Some(20)
+    );
+    let rooms: Vec<String> = store
+        .inbox_rooms("bob")
+        .await
+        .expect("inbox")
+        .into_iter()
+        .map(|r| r.room)
+        .collect();
+    assert_eq!(rooms, vec!["dm:ada:bob".to_string(), "general".to_string()]);
+    assert_eq!(
+        store
+            .counts_after("bob", "general", 0)
+            .await
+            .expect("counts"),
+        (0, 1)
+    );
+    let partitions = h
+        .log
+        .partitions(topics::ROOM_LOG)
+        .await
+        .expect("partitions");
+    let mut checkpointed = 0;
+    for p in 0..partitions {
+        if let Some(next) = store
+            .checkpoint(PERSISTENCE_CHECKPOINT, p)
+            .await
+            .expect("checkpoint")
+        {
+            assert_eq!(
+                next,
+                h.log.end_offset(topics::ROOM_LOG, p).await.expect("end")
+            );
+            checkpointed += 1;
+        }
+    }
+    assert!(
+        checkpointed >= 1,
+        "the partitions with records are checkpointed"
+    );
+
+    let again = tidings_processors::replay::rebuild_store(log, store.clone(), stop)
+        .await
+        .expect("replayed again");
+    assert_eq!(again.messages, 31);
+    assert_eq!(
+        store
+            .read("general", SeqRange::after(0, 100))
+            .await
+            .expect("read")
+            .len(),
+        30
+    );
+    assert_eq!(
+        store
+            .counts_after("bob", "general", 0)
+            .await
+            .expect("counts"),
+        (0, 1)
+    );
 }

@@ -49,10 +49,93 @@ impl CassandraConfig {
         Self {
             contact_points,
             keyspace: "tidings".into(),
-            replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}".into(),
+            replication: Replication::Simple(1).to_cql(),
             consistency: Consistency::LocalQuorum,
             bucket_size: 1000,
             write_concurrency: 64,
+        }
+    }
+}
+
+/// How the keyspace is replicated, as `TIDINGS_CASSANDRA_REPLICATION` spells it:
+/// `SimpleStrategy:3` (one datacenter) or `NetworkTopologyStrategy:dc1=3,dc2=3` (replicas per
+/// datacenter, names as the cluster's snitch reports them). It applies when `migrate` creates
+/// the keyspace; an existing keyspace keeps its replication (change it with `ALTER KEYSPACE`
+/// and a repair).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replication {
+    Simple(u32),
+    NetworkTopology(Vec<(String, u32)>),
+}
+
+/// Why a replication setting was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicationError {
+    #[error("expected STRATEGY:SETTINGS, e.g. SimpleStrategy:3 or NetworkTopologyStrategy:dc1=3,dc2=3; got {0:?}")]
+    Format(String),
+    #[error("unknown replication strategy {0:?}: SimpleStrategy or NetworkTopologyStrategy")]
+    Strategy(String),
+    #[error("a replication factor is a whole number from 1 up, got {0:?}")]
+    Factor(String),
+    #[error("a datacenter name is letters, digits, '_', '-' and '.', got {0:?}")]
+    Datacenter(String),
+    #[error("datacenter {0:?} is named twice")]
+    Duplicate(String),
+}
+
+impl std::str::FromStr for Replication {
+    type Err = ReplicationError;
+
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        let format = || ReplicationError::Format(text.to_string());
+        let (strategy, settings) = text.split_once(':').ok_or_else(format)?;
+        let factor = |value: &str| match value.trim().parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(ReplicationError::Factor(value.trim().to_string())),
+        };
+        match strategy.trim() {
+            s if s.eq_ignore_ascii_case("SimpleStrategy") => {
+                Ok(Replication::Simple(factor(settings)?))
+            }
+            s if s.eq_ignore_ascii_case("NetworkTopologyStrategy") => {
+                let mut datacenters: Vec<(String, u32)> = Vec::new();
+                for entry in settings.split(',') {
+                    let (name, value) = entry.split_once('=').ok_or_else(format)?;
+                    let name = name.trim();
+                    let name_ok = !name.is_empty()
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+                    if !name_ok {
+                        return Err(ReplicationError::Datacenter(name.to_string()));
+                    }
+                    if datacenters.iter().any(|(dc, _)| dc == name) {
+                        return Err(ReplicationError::Duplicate(name.to_string()));
+                    }
+                    datacenters.push((name.to_string(), factor(value)?));
+                }
+                Ok(Replication::NetworkTopology(datacenters))
+            }
+            other => Err(ReplicationError::Strategy(other.to_string())),
+        }
+    }
+}
+
+impl Replication {
+    /// The replication map as `CREATE KEYSPACE ... WITH replication = ` takes it.
+    pub fn to_cql(&self) -> String {
+        match self {
+            Replication::Simple(n) => {
+                format!("{{'class': 'SimpleStrategy', 'replication_factor': {n}}}")
+            }
+            Replication::NetworkTopology(datacenters) => {
+                let mut cql = "{'class': 'NetworkTopologyStrategy'".to_string();
+                for (dc, n) in datacenters {
+                    cql.push_str(&format!(", '{dc}': {n}"));
+                }
+                cql.push('}');
+                cql
+            }
         }
     }
 }
@@ -811,4 +894,81 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replication_parses_both_strategies_into_cql() {
+        let simple: Replication = "SimpleStrategy:3".parse().unwrap();
+        assert_eq!(simple, Replication::Simple(3));
+        assert_eq!(
+            simple.to_cql(),
+            "{'class': 'SimpleStrategy', 'replication_factor': 3}"
+        );
+        let nts: Replication = " NetworkTopologyStrategy : dc1=3, us-east.2 = 2 "
+            .parse()
+            .unwrap();
+        assert_eq!(
+            nts,
+            Replication::NetworkTopology(vec![("dc1".into(), 3), ("us-east.2".into(), 2)])
+        );
+        assert_eq!(
+            nts.to_cql(),
+            "{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'us-east.2': 2}"
+        );
+        assert_eq!(
+            "networktopologystrategy:dc1=1".parse(),
+            Ok(Replication::NetworkTopology(vec![("dc1".into(), 1)]))
+        );
+    }
+
+    #[test]
+    fn the_default_replication_is_unchanged() {
+        assert_eq!(
+            CassandraConfig::new(Vec::new()).replication,
+            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+        );
+    }
+
+    #[test]
+    fn bad_replication_is_refused_with_the_reason() {
+        let parse = |s: &str| s.parse::<Replication>().unwrap_err();
+        assert!(matches!(parse("3"), ReplicationError::Format(_)));
+        assert!(matches!(
+            parse("NetworkTopologyStrategy:dc1"),
+            ReplicationError::Format(_)
+        ));
+        assert_eq!(
+            parse("LocalStrategy:1"),
+            ReplicationError::Strategy("LocalStrategy".into())
+        );
+        assert_eq!(
+            parse("SimpleStrategy:0"),
+            ReplicationError::Factor("0".into())
+        );
+        assert_eq!(
+            parse("SimpleStrategy:three"),
+            ReplicationError::Factor("three".into())
+        );
+        assert_eq!(
+            parse("NetworkTopologyStrategy:dc1=3,dc1=2"),
+            ReplicationError::Duplicate("dc1".into())
+        );
+        // A quote would end the CQL string: never let one through.
+        assert_eq!(
+            parse("NetworkTopologyStrategy:dc1'=3"),
+            ReplicationError::Datacenter("dc1'".into())
+        );
+        assert_eq!(
+            parse("NetworkTopologyStrategy:=3"),
+            ReplicationError::Datacenter("".into())
+        );
+        assert_eq!(
+            parse("NetworkTopologyStrategy:"),
+            ReplicationError::Format("NetworkTopologyStrategy:".into())
+        );
+    }
 }

@@ -100,7 +100,8 @@ def test_offline_dms_reach_the_inbox_and_a_resume_from_the_read_marker(backend):
     assert bob.call("read", {"room": room, "seq": 2}, timeout=30) == {"ok": True}
     marker = entry()
     assert (marker["read"], marker["unread"], marker["last"]["text"]) == (2, 3, "dm 5")
-    assert bob.call("join", {"room": room, "since": marker["read"]}, timeout=30)["ok"] is True
+    joined = bob.call("join", {"room": room, "since": marker["read"]}, timeout=30)
+    assert joined["ok"] is True, joined
     wait_for(lambda: len(bob.received) == 3)
     assert [m["seq"] for m in bob.received] == [3, 4, 5]
     assert bob.call("read", {"room": room, "seq": 9}, timeout=30)["error"]["code"] == "invalid"

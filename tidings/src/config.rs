@@ -4,8 +4,11 @@
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tidings_log::kafka::KafkaConfig;
-use tidings_store::cassandra::{parse_consistency, CassandraConfig};
+use tidings_processors::sequencer::PresendConfig;
+use tidings_processors::webhook::{Endpoint, WebhookConfig};
+use tidings_store::cassandra::{parse_consistency, CassandraConfig, Replication};
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -39,9 +42,61 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Rooms with more users online get `occupancy` instead of per-user `presence` events.
     pub presence_events_max: usize,
+    /// Bearer tokens `POST /api/publish` accepts (none: the route is off).
+    pub service_tokens: Vec<String>,
     pub limits: LimitsSection,
     pub kafka: KafkaSection,
     pub cassandra: CassandraSection,
+    pub webhooks: WebhooksSection,
+    pub presend: PresendSection,
+}
+
+/// `[webhooks]`, with `[[webhooks.endpoints]]` tables (`name`, `url`, `secret`, `rooms`,
+/// `kinds`); `TIDINGS_WEBHOOKS` takes the endpoints as a JSON array of the same objects.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksSection {
+    pub endpoints: Vec<Endpoint>,
+    pub max_attempts: u32,
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+    pub timeout_ms: u64,
+    pub concurrency: usize,
+}
+
+impl Default for WebhooksSection {
+    fn default() -> Self {
+        let d = WebhookConfig::default();
+        Self {
+            endpoints: Vec::new(),
+            max_attempts: d.max_attempts,
+            base_delay_ms: d.base_delay.as_millis() as u64,
+            max_delay_ms: d.max_delay.as_millis() as u64,
+            timeout_ms: d.timeout.as_millis() as u64,
+            concurrency: d.concurrency,
+        }
+    }
+}
+
+/// `[presend]`: the sequencer's pre-send hook; off while `url` is empty.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresendSection {
+    pub url: String,
+    pub timeout_ms: u64,
+    pub fail_open: bool,
+    pub secret: String,
+}
+
+impl Default for PresendSection {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            timeout_ms: 1000,
+            fail_open: false,
+            secret: String::new(),
+        }
+    }
 }
 
 /// The bounds each edge enforces against hostile or broken clients (SECURITY.md).
@@ -106,7 +161,11 @@ pub struct KafkaSection {
 pub struct CassandraSection {
     pub contact_points: Vec<String>,
     pub keyspace: String,
+    /// SimpleStrategy's factor, unless `replication` is set.
     pub replication_factor: u32,
+    /// The keyspace's replication, as [`Replication`] parses it (`SimpleStrategy:3`,
+    /// `NetworkTopologyStrategy:dc1=3,dc2=3`); overrides `replication_factor`.
+    pub replication: Option<String>,
     pub consistency: String,
     pub bucket_size: i64,
 }
@@ -127,9 +186,12 @@ impl Default for Config {
             log_format: "text".into(),
             allowed_origins: Vec::new(),
             presence_events_max: 500,
+            service_tokens: Vec::new(),
             limits: LimitsSection::default(),
             kafka: KafkaSection::default(),
             cassandra: CassandraSection::default(),
+            webhooks: WebhooksSection::default(),
+            presend: PresendSection::default(),
         }
     }
 }
@@ -153,6 +215,7 @@ impl Default for CassandraSection {
             contact_points: vec!["127.0.0.1:9042".into()],
             keyspace: defaults.keyspace,
             replication_factor: 1,
+            replication: None,
             consistency: "LOCAL_QUORUM".into(),
             bucket_size: defaults.bucket_size,
         }
@@ -278,6 +341,11 @@ impl Config {
         if let Some(v) = env("TIDINGS_KAFKA_FETCH_WAIT_MS") {
             config.kafka.fetch_wait_ms = parse("TIDINGS_KAFKA_FETCH_WAIT_MS", v)? as u32;
         }
+        if let Some(v) = env("TIDINGS_KAFKA_REPLICATION_FACTOR") {
+            config.kafka.replication_factor = v.parse().with_context(|| {
+                format!("TIDINGS_KAFKA_REPLICATION_FACTOR must be a whole number, got {v:?}")
+            })?;
+        }
         if let Some(v) = env("TIDINGS_CASSANDRA") {
             config.cassandra.contact_points = list(&v);
         }
@@ -286,6 +354,46 @@ impl Config {
         }
         if let Some(v) = env("TIDINGS_CASSANDRA_CONSISTENCY") {
             config.cassandra.consistency = v;
+        }
+        if let Some(v) = env("TIDINGS_CASSANDRA_REPLICATION") {
+            config.cassandra.replication = Some(v);
+        }
+        if let Some(v) = env("TIDINGS_SERVICE_TOKENS") {
+            config.service_tokens = list(&v);
+        }
+        let hooks = &mut config.webhooks;
+        if let Some(v) = env("TIDINGS_WEBHOOKS") {
+            hooks.endpoints = serde_json::from_str(&v).with_context(|| {
+                "TIDINGS_WEBHOOKS must be a JSON array of {url, secret, rooms?, kinds?, name?}"
+            })?;
+        }
+        if let Some(v) = env("TIDINGS_WEBHOOK_MAX_ATTEMPTS") {
+            hooks.max_attempts = parse("TIDINGS_WEBHOOK_MAX_ATTEMPTS", v)? as u32;
+        }
+        if let Some(v) = env("TIDINGS_WEBHOOK_BASE_DELAY_MS") {
+            hooks.base_delay_ms = parse("TIDINGS_WEBHOOK_BASE_DELAY_MS", v)? as u64;
+        }
+        if let Some(v) = env("TIDINGS_WEBHOOK_MAX_DELAY_MS") {
+            hooks.max_delay_ms = parse("TIDINGS_WEBHOOK_MAX_DELAY_MS", v)? as u64;
+        }
+        if let Some(v) = env("TIDINGS_WEBHOOK_TIMEOUT_MS") {
+            hooks.timeout_ms = parse("TIDINGS_WEBHOOK_TIMEOUT_MS", v)? as u64;
+        }
+        if let Some(v) = env("TIDINGS_WEBHOOK_CONCURRENCY") {
+            hooks.concurrency = parse("TIDINGS_WEBHOOK_CONCURRENCY", v)?;
+        }
+        let presend = &mut config.presend;
+        if let Some(v) = env("TIDINGS_PRESEND_URL") {
+            presend.url = v;
+        }
+        if let Some(v) = env("TIDINGS_PRESEND_TIMEOUT_MS") {
+            presend.timeout_ms = parse("TIDINGS_PRESEND_TIMEOUT_MS", v)? as u64;
+        }
+        if let Some(v) = env("TIDINGS_PRESEND_FAIL_OPEN") {
+            presend.fail_open = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        if let Some(v) = env("TIDINGS_PRESEND_SECRET") {
+            presend.secret = v;
         }
         config.validate()?;
         Ok(config)
@@ -320,6 +428,15 @@ impl Config {
         if !matches!(self.log_format.as_str(), "json" | "text") {
             bail!("log_format must be json or text, got {:?}", self.log_format);
         }
+        if !(1..=i16::MAX as i32).contains(&self.kafka.replication_factor) {
+            bail!(
+                "TIDINGS_KAFKA_REPLICATION_FACTOR (kafka.replication_factor) must be from 1 to {}, got {}",
+                i16::MAX,
+                self.kafka.replication_factor
+            );
+        }
+        self.cassandra_replication()
+            .context("TIDINGS_CASSANDRA_REPLICATION (cassandra.replication)")?;
         if parse_consistency(&self.cassandra.consistency).is_none() {
             bail!(
                 "unknown Cassandra consistency {:?}",
@@ -336,7 +453,42 @@ impl Config {
         if !keyspace_ok {
             bail!("keyspace must be 1-48 letters, digits or _");
         }
+        self.webhooks().map_err(anyhow::Error::msg)?;
+        let p = &self.presend;
+        if !p.url.is_empty() {
+            if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
+                bail!("presend url must start with http:// or https://");
+            }
+            if p.timeout_ms == 0 {
+                bail!("presend timeout_ms must be at least 1");
+            }
+        }
         Ok(())
+    }
+
+    /// The webhook processor's settings, checked (default names filled in).
+    pub fn webhooks(&self) -> std::result::Result<WebhookConfig, String> {
+        let w = &self.webhooks;
+        WebhookConfig {
+            endpoints: w.endpoints.clone(),
+            max_attempts: w.max_attempts,
+            base_delay: Duration::from_millis(w.base_delay_ms),
+            max_delay: Duration::from_millis(w.max_delay_ms),
+            timeout: Duration::from_millis(w.timeout_ms),
+            concurrency: w.concurrency,
+        }
+        .checked()
+    }
+
+    /// The pre-send hook, if a URL is configured.
+    pub fn presend(&self) -> Option<PresendConfig> {
+        let p = &self.presend;
+        (!p.url.is_empty()).then(|| PresendConfig {
+            url: p.url.clone(),
+            timeout: Duration::from_millis(p.timeout_ms),
+            fail_open: p.fail_open,
+            secret: p.secret.clone(),
+        })
     }
 
     pub fn kafka(&self) -> KafkaConfig {
@@ -347,13 +499,23 @@ impl Config {
         kafka
     }
 
+    /// `cassandra.replication` if set, else SimpleStrategy with `cassandra.replication_factor`.
+    fn cassandra_replication(
+        &self,
+    ) -> Result<Replication, tidings_store::cassandra::ReplicationError> {
+        match &self.cassandra.replication {
+            Some(text) => text.parse(),
+            None => Ok(Replication::Simple(self.cassandra.replication_factor)),
+        }
+    }
+
     pub fn cassandra(&self) -> CassandraConfig {
         let mut cassandra = CassandraConfig::new(self.cassandra.contact_points.clone());
         cassandra.keyspace = self.cassandra.keyspace.clone();
-        cassandra.replication = format!(
-            "{{'class': 'SimpleStrategy', 'replication_factor': {}}}",
-            self.cassandra.replication_factor
-        );
+        // Checked in validate().
+        if let Ok(replication) = self.cassandra_replication() {
+            cassandra.replication = replication.to_cql();
+        }
         // Checked in validate().
         if let Some(c) = parse_consistency(&self.cassandra.consistency) {
             cassandra.consistency = c;
@@ -417,6 +579,55 @@ mod tests {
     }
 
     #[test]
+    fn webhooks_and_the_hook_come_from_the_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tidings.toml");
+        std::fs::write(
+            &file,
+            "[webhooks]\nmax_attempts = 3\n[[webhooks.endpoints]]\nurl = \"http://a/\"\n\
+             secret = \"k\"\nrooms = \"team-a.*\"\n[presend]\nurl = \"http://h/\"\n",
+        )
+        .unwrap();
+        let config =
+            Config::load(Some(&file), env(&[("TIDINGS_PRESEND_FAIL_OPEN", "true")])).unwrap();
+        let hooks = config.webhooks().unwrap();
+        assert_eq!(hooks.max_attempts, 3);
+        assert_eq!(hooks.endpoints[0].name, "endpoint-1");
+        assert_eq!(hooks.endpoints[0].kinds, ["message"]);
+        let presend = config.presend().unwrap();
+        assert_eq!(
+            (presend.url.as_str(), presend.fail_open),
+            ("http://h/", true)
+        );
+        assert_eq!(presend.timeout, Duration::from_millis(1000));
+
+        let config = Config::load(
+            None,
+            env(&[
+                (
+                    "TIDINGS_WEBHOOKS",
+                    r#"[{"name":"ops","url":"https://o/","secret":"s","kinds":["read","host"]}]"#,
+                ),
+                ("TIDINGS_WEBHOOK_BASE_DELAY_MS", "10"),
+                ("TIDINGS_SERVICE_TOKENS", "t1, t2"),
+            ]),
+        )
+        .unwrap();
+        let hooks = config.webhooks().unwrap();
+        assert_eq!(hooks.endpoints[0].rooms, "*");
+        assert_eq!(hooks.base_delay, Duration::from_millis(10));
+        assert_eq!(config.service_tokens, ["t1", "t2"]);
+        assert!(config.presend().is_none());
+        assert!(Config::load(None, env(&[("TIDINGS_WEBHOOKS", "nope")])).is_err());
+        assert!(Config::load(
+            None,
+            env(&[("TIDINGS_WEBHOOKS", r#"[{"url":"http://a/","secret":""}]"#)])
+        )
+        .is_err());
+        assert!(Config::load(None, env(&[("TIDINGS_PRESEND_URL", "h")])).is_err());
+    }
+
+    #[test]
     fn bad_settings_are_refused_with_the_setting_named() {
         let err = Config::load(None, env(&[("TIDINGS_MAX_TEXT", "lots")])).unwrap_err();
         assert!(err.to_string().contains("TIDINGS_MAX_TEXT"), "{err}");
@@ -428,6 +639,62 @@ mod tests {
         assert!(
             Config::load(Some(&file), env(&[])).is_err(),
             "unknown keys are errors"
+        );
+        for (name, value) in [
+            (
+                "TIDINGS_CASSANDRA_REPLICATION",
+                "NetworkTopologyStrategy:dc1",
+            ),
+            ("TIDINGS_KAFKA_REPLICATION_FACTOR", "0"),
+            ("TIDINGS_KAFKA_REPLICATION_FACTOR", "three"),
+        ] {
+            let err = Config::load(None, env(&[(name, value)])).unwrap_err();
+            assert!(format!("{err:#}").contains(name), "{err:#}");
+        }
+    }
+
+    #[test]
+    fn replication_comes_from_the_environment_or_the_file() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config.kafka().replication_factor, 1);
+        assert_eq!(
+            config.cassandra().replication,
+            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+        );
+        let config = Config::load(
+            None,
+            env(&[
+                ("TIDINGS_KAFKA_REPLICATION_FACTOR", "3"),
+                (
+                    "TIDINGS_CASSANDRA_REPLICATION",
+                    "NetworkTopologyStrategy:dc1=3,dc2=2",
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.kafka().replication_factor, 3);
+        assert_eq!(
+            config.cassandra().replication,
+            "{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 2}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tidings.toml");
+        std::fs::write(&file, "[cassandra]\nreplication_factor = 3\n").unwrap();
+        let config = Config::load(Some(&file), env(&[])).unwrap();
+        assert_eq!(
+            config.cassandra().replication,
+            "{'class': 'SimpleStrategy', 'replication_factor': 3}"
+        );
+        std::fs::write(
+            &file,
+            "[cassandra]\nreplication_factor = 3\nreplication = \"SimpleStrategy:2\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&file), env(&[])).unwrap();
+        assert_eq!(
+            config.cassandra().replication,
+            "{'class': 'SimpleStrategy', 'replication_factor': 2}",
+            "replication wins over replication_factor"
         );
     }
 }

@@ -3,8 +3,10 @@
 //! - `standalone`: the edge and every processor in one process, on the embedded log and store;
 //! - `edge`: a Socket.IO edge on Kafka and Cassandra/Scylla;
 //! - `processor <name>|all`: processors on Kafka and Cassandra/Scylla;
-//! - `migrate`: creates the Kafka topics and the Cassandra keyspace and tables (idempotent).
+//! - `migrate`: creates the Kafka topics and the Cassandra keyspace and tables (idempotent;
+//!   `--only kafka|cassandra` for one of them).
 
+mod asyncapi;
 mod config;
 mod ops;
 mod registry;
@@ -52,14 +54,24 @@ enum Command {
     /// A Socket.IO edge on Kafka and Cassandra/Scylla.
     Edge,
     /// Run processors (a comma-separated list of sequencer, persistence, fanout, typing,
-    /// presence, inbox) or `all`, on Kafka and Cassandra/Scylla. With TIDINGS_OPS_LISTEN,
+    /// presence, inbox, webhook) or `all`, on Kafka and Cassandra/Scylla. With TIDINGS_OPS_LISTEN,
     /// also serve /healthz, /readyz and /metrics there.
     Processor { name: String },
     /// Create the Kafka topics and the Cassandra keyspace and tables; safe to run again.
-    Migrate,
+    /// Topics that exist already are left as they are.
+    Migrate {
+        /// Only the topics (kafka) or only the keyspace and tables (cassandra).
+        #[arg(long, value_enum)]
+        only: Option<Backend>,
+    },
     /// Serve the Confluent Schema Registry API (read-only) for Tidings' schemas on
     /// TIDINGS_LISTEN, with /healthz, /readyz and /metrics.
     Registry,
+    /// Rebuild what is derived from the log, from the log.
+    Replay {
+        #[command(subcommand)]
+        command: ReplayCommand,
+    },
     /// Tidings' Avro schemas: list them, or push them into another Schema Registry.
     Schemas {
         #[command(subcommand)]
@@ -68,14 +80,33 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum ReplayCommand {
+    /// Rebuild the store (history, inbox, read markers) from the whole room log. Idempotent;
+    /// on Kafka and Cassandra (`tidings migrate` first if the keyspace is new), or with
+    /// --embedded on the embedded log and store in TIDINGS_DATA_DIR (standalone stopped).
+    Store {
+        #[arg(long)]
+        embedded: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum SchemasCommand {
     /// Every subject (`<topic>-value`), version, id and file.
     List,
+    /// The Kafka topics as an AsyncAPI 3 document (what asyncapi-kafka.yaml holds).
+    Asyncapi,
     /// Register every schema under its Tidings id in the registry at URL (IMPORT mode).
     Push {
         #[arg(long)]
         registry: String,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    Kafka,
+    Cassandra,
 }
 
 fn init_logging(config: &Config) {
@@ -156,6 +187,7 @@ fn edge_config(config: &Config, node: String) -> Result<EdgeConfig> {
     edge.max_conns_per_user = l.max_conns_per_user;
     edge.user_events_per_sec = l.user_rate_per_sec;
     edge.user_events_burst = l.user_rate_burst;
+    edge.service_tokens = config.service_tokens.clone();
     Ok(edge)
 }
 
@@ -164,6 +196,11 @@ fn moderation(config: &Config) -> ModerationConfig {
         max_text_chars: config.max_text,
         blocked_terms: config.blocked_terms.clone(),
     }
+}
+
+fn webhooks(config: &Config) -> Result<tidings_processors::webhook::WebhookConfig> {
+    // Checked when the config was loaded; this only repeats it.
+    config.webhooks().map_err(anyhow::Error::msg)
 }
 
 fn presence(config: &Config) -> PresenceConfig {
@@ -277,6 +314,24 @@ async fn run(
     Ok(())
 }
 
+/// The embedded log and store in TIDINGS_DATA_DIR, timed for /metrics.
+async fn embedded_backends(config: &Config) -> Result<(Arc<dyn Log>, Arc<dyn Store>)> {
+    let log = EmbeddedLog::open(&config.data_dir.join("log.redb"))
+        .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
+    log.ensure_topics(&topics::all()).await?;
+    let store = EmbeddedStore::open(&config.data_dir.join("store.redb"))
+        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let log: Arc<dyn Log> = Arc::new(tidings_log::metered::Metered::new(
+        Arc::new(log),
+        "embedded",
+    ));
+    let store: Arc<dyn Store> = Arc::new(tidings_store::metered::Metered::new(
+        Arc::new(store),
+        "embedded",
+    ));
+    Ok((log, store))
+}
+
 /// The generated key of a standalone without TIDINGS_JWT_SECRET, made once per data dir.
 fn dev_secret(data_dir: &std::path::Path) -> Result<String> {
     let path = data_dir.join("dev-jwt-secret");
@@ -321,19 +376,7 @@ async fn standalone(mut config: Config, shutdown: CancellationToken) -> Result<(
             "TIDINGS_JWT_SECRET is not set: using a generated key and serving POST /dev/token"
         );
     }
-    let log = EmbeddedLog::open(&config.data_dir.join("log.redb"))
-        .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
-    log.ensure_topics(&topics::all()).await?;
-    let store = EmbeddedStore::open(&config.data_dir.join("store.redb"))
-        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
-    let log: Arc<dyn Log> = Arc::new(tidings_log::metered::Metered::new(
-        Arc::new(log),
-        "embedded",
-    ));
-    let store: Arc<dyn Store> = Arc::new(tidings_store::metered::Metered::new(
-        Arc::new(store),
-        "embedded",
-    ));
+    let (log, store) = embedded_backends(&config).await?;
     // Stable across restarts (unless configured): metric series keep their label, and the
     // edge's start record tells presence that every connection of the previous run is gone.
     let node = if config.node_id.is_empty() {
@@ -355,6 +398,8 @@ async fn standalone(mut config: Config, shutdown: CancellationToken) -> Result<(
         node,
         moderation: moderation(&config),
         presence: presence(&config),
+        webhooks: webhooks(&config)?,
+        presend: config.presend(),
     };
     run(
         log,
@@ -382,6 +427,8 @@ async fn edge(config: Config, shutdown: CancellationToken) -> Result<()> {
         node,
         moderation: moderation(&config),
         presence: presence(&config),
+        webhooks: webhooks(&config)?,
+        presend: config.presend(),
     };
     run(log, store, Vec::new(), Some(edge), context, shutdown).await
 }
@@ -413,6 +460,8 @@ async fn processor(config: Config, names: &str, shutdown: CancellationToken) -> 
         node: node_id(&config, "processor"),
         moderation: moderation(&config),
         presence: presence(&config),
+        webhooks: webhooks(&config)?,
+        presend: config.presend(),
     };
     if let Some(addr) = &config.ops_listen {
         let names = processors.iter().map(|p| p.name()).collect();
@@ -429,25 +478,40 @@ async fn processor(config: Config, names: &str, shutdown: CancellationToken) -> 
     run(log, store, processors, None, context, shutdown).await
 }
 
-async fn migrate(config: Config, shutdown: CancellationToken) -> Result<()> {
-    let kafka = KafkaLog::connect(config.kafka())?;
-    retry("Kafka", &shutdown, || async {
-        Ok(kafka.ping(Duration::from_secs(5)).await?)
-    })
-    .await?;
-    kafka
-        .ensure_topics(&topics::all())
-        .await
-        .context("creating Kafka topics")?;
-    let cassandra = config.cassandra();
-    retry("Cassandra", &shutdown, || async {
-        Ok(CassandraStore::migrate(&cassandra).await?)
-    })
-    .await?;
+async fn migrate(config: Config, only: Option<Backend>, shutdown: CancellationToken) -> Result<()> {
+    if only != Some(Backend::Cassandra) {
+        let kafka = KafkaLog::connect(config.kafka())?;
+        retry("Kafka", &shutdown, || async {
+            Ok(kafka.ping(Duration::from_secs(5)).await?)
+        })
+        .await?;
+        kafka
+            .ensure_topics(&topics::all())
+            .await
+            .context("creating Kafka topics")?;
+        println!("migrated: {} Kafka topics", topics::all().len());
+    }
+    if only != Some(Backend::Kafka) {
+        let cassandra = config.cassandra();
+        retry("Cassandra", &shutdown, || async {
+            Ok(CassandraStore::migrate(&cassandra).await?)
+        })
+        .await?;
+        println!("migrated: Cassandra keyspace {}", cassandra.keyspace);
+    }
+    Ok(())
+}
+
+async fn replay_store(config: Config, embedded: bool, shutdown: CancellationToken) -> Result<()> {
+    let (log, store) = if embedded {
+        embedded_backends(&config).await?
+    } else {
+        distributed_backends(&config, &shutdown).await?
+    };
+    let stats = tidings_processors::replay::rebuild_store(log, store, shutdown).await?;
     println!(
-        "migrated: {} Kafka topics, Cassandra keyspace {}",
-        topics::all().len(),
-        cassandra.keyspace
+        "replayed {} room-log records in {:.1} s: {} messages, {} read markers, {} undecodable",
+        stats.records, stats.seconds, stats.messages, stats.read_markers, stats.undecodable
     );
     Ok(())
 }
@@ -463,8 +527,11 @@ async fn main() -> Result<()> {
         Command::Standalone => standalone(config, shutdown).await,
         Command::Edge => edge(config, shutdown).await,
         Command::Processor { name } => processor(config, &name, shutdown).await,
-        Command::Migrate => migrate(config, shutdown).await,
+        Command::Migrate { only } => migrate(config, only, shutdown).await,
         Command::Registry => registry::serve(&config.listen, shutdown).await,
+        Command::Replay {
+            command: ReplayCommand::Store { embedded },
+        } => replay_store(config, embedded, shutdown).await,
         Command::Schemas { command } => match command {
             SchemasCommand::List => {
                 registry::listing()
@@ -473,6 +540,10 @@ async fn main() -> Result<()> {
                 Ok(())
             }
             SchemasCommand::Push { registry: url } => registry::push(&url).await,
+            SchemasCommand::Asyncapi => {
+                print!("{}", asyncapi::kafka_document());
+                Ok(())
+            }
         },
     }
 }

@@ -16,13 +16,9 @@ use tidings_log::Log;
 use tidings_store::Store;
 use tokio_util::sync::CancellationToken;
 
-/// Registers the process collector and `tidings_build_info` in the default registry. Call
-/// once, at start.
+/// Registers `tidings_build_info` in the default registry (which the `process` feature of
+/// the prometheus crate gives `process_*` by itself). Call once, at start.
 pub fn register_process_metrics() {
-    let collector = prometheus::process_collector::ProcessCollector::for_self();
-    if let Err(error) = prometheus::register(Box::new(collector)) {
-        tracing::warn!(%error, "process metrics not registered");
-    }
     let info = IntGaugeVec::new(
         Opts::new("tidings_build_info", "The running build: always 1"),
         &["version"],

@@ -22,22 +22,87 @@ use tidings_schemas::Subject;
 /// The media type Confluent's registry answers with (its clients also accept plain JSON).
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
-/// Which record every topic carries. The dead-letter topic holds other topics' records
-/// unchanged (their schema id is in each value), so it has no subject of its own.
-pub const TOPIC_SUBJECTS: &[(&str, Subject)] = &[
-    (topics::CLIENT_EVENTS, Subject::ClientEvent),
-    (topics::ROOM_LOG, Subject::RoomEvent),
-    (topics::DELIVERIES, Subject::Delivery),
-    (topics::SUBSCRIPTIONS, Subject::Subscription),
-    (topics::TYPING, Subject::ClientEvent),
-    (topics::PRESENCE, Subject::ClientEvent),
+/// What every topic holds, for the registry and for the consumers' AsyncAPI document.
+pub struct TopicDoc {
+    pub topic: &'static str,
+    /// The record it carries; `None` for dead letters, which hold other topics' records
+    /// unchanged (their schema id is in each value).
+    pub subject: Option<Subject>,
+    pub key: &'static str,
+    pub writers: &'static str,
+    pub readers: &'static str,
+}
+
+pub const TOPIC_DOCS: &[TopicDoc] = &[
+    TopicDoc {
+        topic: topics::ROOM_LOG,
+        subject: Some(Subject::RoomEvent),
+        key: "room",
+        writers: "the sequencer, in Kafka transactions: messages (kind message), read markers \
+                  (read) and control records saying which edges host the room (host, unhost)",
+        readers: "persistence, fan-out, inbox; analytics (the record of truth: filter on kind)",
+    },
+    TopicDoc {
+        topic: topics::CLIENT_EVENTS,
+        subject: Some(Subject::ClientEvent),
+        key: "room",
+        writers: "edges: what clients send (send, join, read), and head and unhost requests",
+        readers: "the sequencer",
+    },
+    TopicDoc {
+        topic: topics::DELIVERIES,
+        subject: Some(Subject::Delivery),
+        key: "the target edge's node id",
+        writers: "processors: messages, acks, rejections, typing, presence, read, receipt, notify",
+        readers: "edges (each reads the partition of its own key)",
+    },
+    TopicDoc {
+        topic: topics::SUBSCRIPTIONS,
+        subject: Some(Subject::Subscription),
+        key: "room@edge (host, unhost) or user/<sub>@edge (user-host, user-unhost)",
+        writers: "the sequencer (rooms) and edges (users); compacted: the latest per key",
+        readers: "fan-out, typing, inbox (who is where)",
+    },
+    TopicDoc {
+        topic: topics::TYPING,
+        subject: Some(Subject::ClientEvent),
+        key: "room",
+        writers: "edges (kind typing)",
+        readers: "the typing processor",
+    },
+    TopicDoc {
+        topic: topics::PRESENCE,
+        subject: Some(Subject::ClientEvent),
+        key: "room, or the edge's node id for edge-wide events",
+        writers: "edges: online, offline, join, leave, edge-start, heartbeat, and the presence \
+                  and status questions",
+        readers: "the presence processor",
+    },
+    TopicDoc {
+        topic: topics::DEAD_LETTERS,
+        subject: None,
+        key: "the original record's key",
+        writers: "processors, for records they cannot decode: the original bytes, with \
+                  dead-letter.* headers saying where they came from and why",
+        readers: "people (nothing in Tidings consumes it)",
+    },
+    TopicDoc {
+        topic: topics::WEBHOOK_DEAD_LETTERS,
+        subject: Some(Subject::RoomEvent),
+        key: "room",
+        writers: "the webhook processor, for room events an endpoint did not accept after the \
+                  last attempt: the room-log record unchanged, with webhook.endpoint, \
+                  webhook.url, webhook.delivery-id, webhook.attempts, webhook.error, \
+                  webhook.source-partition and webhook.source-offset headers",
+        readers: "people (nothing in Tidings consumes it)",
+    },
 ];
 
 /// `<topic>-value` for every topic with a schema, in topic order.
 pub fn subjects() -> impl Iterator<Item = (String, Subject)> {
-    TOPIC_SUBJECTS
+    TOPIC_DOCS
         .iter()
-        .map(|(topic, subject)| (format!("{topic}-value"), *subject))
+        .filter_map(|doc| Some((format!("{}-value", doc.topic), doc.subject?)))
 }
 
 fn subject_named(name: &str) -> Option<Subject> {
@@ -395,10 +460,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_topic_with_records_of_a_schema_has_a_subject_and_only_dead_letters_has_none() {
-        for spec in topics::all() {
-            let has = TOPIC_SUBJECTS.iter().any(|(t, _)| *t == spec.name);
-            assert_eq!(has, spec.name != topics::DEAD_LETTERS, "{}", spec.name);
+    fn every_topic_is_described_once_and_only_dead_letters_has_no_subject() {
+        let all = topics::all();
+        assert_eq!(TOPIC_DOCS.len(), all.len());
+        for spec in all {
+            let docs: Vec<_> = TOPIC_DOCS.iter().filter(|d| d.topic == spec.name).collect();
+            assert_eq!(docs.len(), 1, "{}", spec.name);
+            assert_eq!(
+                docs[0].subject.is_none(),
+                spec.name == topics::DEAD_LETTERS,
+                "{}",
+                spec.name
+            );
         }
     }
 

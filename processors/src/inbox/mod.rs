@@ -19,7 +19,7 @@
 //! Which edges have a user's connections: the users edges announce on the subscriptions
 //! topic (`user-host`, `user-unhost`), followed live like typing follows room hosts.
 
-mod derive;
+pub(crate) mod derive;
 mod metrics;
 
 pub use derive::{mentions, MAX_MENTIONS};

@@ -86,7 +86,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
 
 /// The stored form, or `None` (logged) for a message the store would refuse: one bad record
 /// must not block the batch, since the store validates a batch as a whole.
-fn stored(event: RoomEvent) -> Option<StoredMessage> {
+pub(crate) fn stored(event: RoomEvent) -> Option<StoredMessage> {
     let message = StoredMessage {
         room: event.room.unwrap_or_default(),
         seq: event.seq,

@@ -1,7 +1,8 @@
 //! The sequencer: client events in, the room log out, exactly once.
 //!
 //! Per room, in the order the room's client events arrive (one partition, keyed by room):
-//! - `send`: dedupe by (room, client id) (G4) → moderation (G5) → the next seq (G2). The
+//! - `send`: dedupe by (room, client id) (G4) → moderation (G5) → the pre-send hook, if
+//!   configured (approve, reject, rewrite; then moderation again) → the next seq (G2). The
 //!   message goes to the room log and its `ack` to the sender's edge in one transaction with
 //!   the consumer offsets, so an ack exists only once the message is durable (G1). A
 //!   duplicate gets an `ack` with the original seq and ts and nothing else; a rejection a
@@ -19,8 +20,11 @@
 //! partition (after opening the consumer, which fences any older instance so the tail cannot
 //! grow behind our back).
 
+mod hook;
 mod moderation;
 mod state;
+
+pub use hook::PresendConfig;
 
 use crate::dead_letter::{decode_or_dead_letter, skip};
 use crate::runtime::{self, checkpoints_of, delivery, now_ms, read_to_end, valid_node};
@@ -28,6 +32,7 @@ use crate::{Context, Processor, ProcessorError, PERSISTENCE_CHECKPOINT};
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::StreamExt;
+use hook::{Hook, Verdict};
 use moderation::Moderator;
 use state::State;
 use std::collections::{HashMap, HashSet};
@@ -101,6 +106,8 @@ impl Processor for Sequencer {
 
 /// What the store knows of a client id: (seq, ts if the message could be read).
 type Known = HashMap<(String, String), Option<(i64, Option<i64>)>>;
+/// The pre-send hook's verdict per (room, client id) of a batch's new sends.
+type Verdicts = HashMap<(String, String), Verdict>;
 
 impl Sequencer {
     async fn run_session(
@@ -117,6 +124,13 @@ impl Sequencer {
         let mut consumer = ctx.log.consumer(GROUP, &[CLIENT_EVENTS], options).await?;
         let room_partitions = ctx.log.partitions(ROOM_LOG).await?;
         let moderator = Moderator::new(&ctx.moderation);
+        let hook =
+            match &ctx.presend {
+                Some(config) => Some(Hook::new(config.clone()).map_err(|_| {
+                    ProcessorError::Internal("cannot build the pre-send hook client")
+                })?),
+                None => None,
+            };
         let mut epoch = consumer.assignment_epoch();
         let mut state = State::new(self.config.max_rooms, self.config.max_ids);
         crate::health::set_ready("sequencer", true);
@@ -147,7 +161,14 @@ impl Sequencer {
             }
             let started = std::time::Instant::now();
             let outputs = self
-                .sequence(ctx, &moderator, &mut state, room_partitions, &records)
+                .sequence(
+                    ctx,
+                    &moderator,
+                    hook.as_ref(),
+                    &mut state,
+                    room_partitions,
+                    &records,
+                )
                 .await?;
             let sequenced = started.elapsed();
             consumer
@@ -170,6 +191,7 @@ impl Sequencer {
         &self,
         ctx: &Context,
         moderator: &Moderator,
+        hook: Option<&Hook>,
         state: &mut State,
         room_partitions: u32,
         records: &[Record],
@@ -240,19 +262,29 @@ impl Sequencer {
             known.insert(key, found?);
         }
 
-        // 4. In order.
+        // 4. The pre-send hook, for the sends that would take a seq, all at once (bounded),
+        // so the batch waits for the slowest answer rather than for their sum. A retry of a
+        // sequenced send is answered from memory or the store and never asks again.
+        let verdicts = match hook {
+            Some(hook) => ask_hook(hook, moderator, state, &known, &events).await,
+            None => Verdicts::new(),
+        };
+
+        // 5. In order.
         for event in &events {
-            self.apply(ctx, moderator, state, &known, event, &mut out)?;
+            self.apply(ctx, moderator, state, &known, &verdicts, event, &mut out)?;
         }
         Ok(out)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
         ctx: &Context,
         moderator: &Moderator,
         state: &mut State,
         known: &Known,
+        verdicts: &Verdicts,
         event: &ClientEvent,
         out: &mut Vec<OutRecord>,
     ) -> Result<(), ProcessorError> {
@@ -302,7 +334,19 @@ impl Sequencer {
                     }
                     return Ok(());
                 }
-                let text = match moderator.check(event.text.as_deref().unwrap_or("")) {
+                let raw = match verdicts.get(&key) {
+                    None | Some(Verdict::Approve) => event.text.as_deref().unwrap_or(""),
+                    Some(Verdict::Rewrite(text)) => text.as_str(),
+                    Some(Verdict::Reject(reason)) => {
+                        out.push(reject(ctx, event, "rejected", reason)?);
+                        return Ok(());
+                    }
+                    Some(Verdict::Unavailable(why)) => {
+                        out.push(reject(ctx, event, "unavailable", why)?);
+                        return Ok(());
+                    }
+                };
+                let text = match moderator.check(raw) {
                     Ok(text) => text,
                     Err(rejection) => {
                         out.push(reject(ctx, event, rejection.code, &rejection.message)?);
@@ -423,6 +467,53 @@ impl Sequencer {
         }
         Ok(())
     }
+}
+
+/// The hook's verdicts for the batch's sends that would take a seq: valid, not a retry of a
+/// sequenced one, passing moderation. One call per (room, client id), however often it
+/// appears in the batch.
+async fn ask_hook(
+    hook: &Hook,
+    moderator: &Moderator,
+    state: &State,
+    known: &Known,
+    events: &[ClientEvent],
+) -> Verdicts {
+    let mut asked: Vec<((String, String), String, String)> = Vec::new();
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    for e in events {
+        let (Some(room), Some(id)) = (e.room.as_deref(), e.client_id.as_deref()) else {
+            continue;
+        };
+        if e.kind != "send" || !valid_node(&e.node) || !valid_client_id(id) {
+            continue;
+        }
+        if !tidings_store::valid_room(room) || !state.heads.contains(&room.to_string()) {
+            continue;
+        }
+        let key = (room.to_string(), id.to_string());
+        if state.ids.get(&key).is_some() || matches!(known.get(&key), Some(Some(_))) {
+            continue;
+        }
+        let Ok(text) = moderator.check(e.text.as_deref().unwrap_or("")) else {
+            continue;
+        };
+        if seen.insert(key.clone()) {
+            asked.push((key, e.user.clone().unwrap_or_default(), text));
+        }
+    }
+    let calls: Vec<BoxFuture<'_, Verdict>> = asked
+        .iter()
+        .map(|((room, id), user, text)| {
+            Box::pin(hook.ask(room, user, text, id)) as BoxFuture<'_, Verdict>
+        })
+        .collect();
+    let answers = bounded_all(calls).await;
+    asked
+        .into_iter()
+        .map(|(key, _, _)| key)
+        .zip(answers)
+        .collect()
 }
 
 fn valid_client_id(id: &str) -> bool {
