@@ -33,9 +33,9 @@ const APICURIO_API: &str = "apis/registry/v2";
 pub enum PushError {
     #[error("{0} is not an http(s) URL")]
     BadUrl(String),
-    #[error("HTTP client: {0}")]
+    #[error("building the HTTP client")]
     Client(#[source] reqwest::Error),
-    #[error("{method} {url}: {source}")]
+    #[error("{method} {url} failed")]
     Request {
         method: &'static str,
         url: String,
@@ -111,9 +111,9 @@ pub enum PushError {
         id: u32,
         why: String,
     },
-    #[error("building the import archive: {0}")]
+    #[error("building the import archive")]
     Archive(#[from] zip::result::ZipError),
-    #[error("building the import archive: {0}")]
+    #[error("building the import archive")]
     ArchiveWrite(#[from] std::io::Error),
 }
 
@@ -217,12 +217,12 @@ impl Http {
     ) -> Result<(StatusCode, Vec<u8>)> {
         let failed = |source| PushError::Request {
             method,
-            url: url.into(),
+            url: redact(url),
             source,
         };
-        let response = request.send().await.map_err(failed)?;
+        let response = request.send().await.map_err(|e| failed(e.without_url()))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(failed)?;
+        let body = response.bytes().await.map_err(|e| failed(e.without_url()))?;
         Ok((status, body.to_vec()))
     }
 
@@ -240,11 +240,23 @@ impl Http {
     }
 }
 
+/// `url` without its password, for messages: credentials may come in the URL (reqwest
+/// sends them as HTTP basic auth).
+fn redact(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 fn unexpected(method: &'static str, url: &str, status: StatusCode, body: &[u8]) -> PushError {
     let body = String::from_utf8_lossy(body);
     PushError::Status {
         method,
-        url: url.into(),
+        url: redact(url),
         status,
         body: body.chars().take(500).collect(),
     }
@@ -258,7 +270,7 @@ pub async fn push(url: &str) -> Result<()> {
     let entries = entries();
     match detect(&http, url).await? {
         Kind::Apicurio { api } => {
-            tracing::info!(%api, "Apicurio Registry: pushing through its admin import");
+            tracing::info!(api = %redact(&api), "Apicurio Registry: pushing through its admin import");
             push_apicurio(&http, &api, &entries).await
         }
         Kind::Confluent => push_confluent(&http, url, &entries).await,
@@ -621,6 +633,23 @@ mod tests {
             apicurio_api("not a url"),
             Err(PushError::BadUrl(_))
         ));
+    }
+
+    #[test]
+    fn messages_carry_no_password() {
+        assert_eq!(
+            redact("https://push:s3cret@r.example/apis/registry/v2/admin/import"),
+            "https://push:***@r.example/apis/registry/v2/admin/import"
+        );
+        assert_eq!(
+            redact("http://127.0.0.1:18085/apis/ccompat/v7"),
+            "http://127.0.0.1:18085/apis/ccompat/v7"
+        );
+        assert_eq!(
+            apicurio_api("https://push:s3cret@r.example/apis/ccompat/v7").expect("valid"),
+            "https://push:s3cret@r.example/apis/registry/v2",
+            "the credentials stay for the requests"
+        );
     }
 
     #[test]
