@@ -222,7 +222,10 @@ impl Http {
         };
         let response = request.send().await.map_err(|e| failed(e.without_url()))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| failed(e.without_url()))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| failed(e.without_url()))?;
         Ok((status, body.to_vec()))
     }
 
@@ -605,6 +608,155 @@ fn export_archive(entries: &[&Entry], now_ms: u128) -> Result<Vec<u8>> {
 mod tests {
     use super::*;
     use std::io::Read as _;
+    use std::sync::{Arc, Mutex};
+
+    /// Just enough of Confluent Schema Registry's IMPORT mode to check what push sends: the
+    /// path itself has no registry to run against in CI (see CONSUMING.md).
+    mod confluent {
+        use axum::extract::{Json, Path, State};
+        use axum::http::StatusCode;
+        use axum::routing::{get, put};
+        use axum::Router;
+        use serde_json::{json, Value};
+        use std::collections::BTreeMap;
+        use std::sync::{Arc, Mutex};
+
+        #[derive(Default)]
+        pub struct Registry {
+            pub schemas: BTreeMap<u64, String>,
+            pub versions: BTreeMap<(String, u64), u64>,
+            pub modes: BTreeMap<String, String>,
+            pub requests: usize,
+        }
+
+        type Shared = Arc<Mutex<Registry>>;
+
+        pub async fn serve(registry: Shared) -> String {
+            let app = Router::new()
+                .route("/schemas/ids/{id}", get(by_id))
+                .route("/mode/{subject}", put(mode))
+                .route(
+                    "/subjects/{subject}/versions",
+                    axum::routing::post(register),
+                )
+                .with_state(registry);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let url = format!("http://{}", listener.local_addr().expect("addr"));
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            url
+        }
+
+        async fn by_id(State(r): State<Shared>, Path(id): Path<u64>) -> (StatusCode, Json<Value>) {
+            let r = r.lock().expect("lock");
+            match r.schemas.get(&id) {
+                Some(schema) => (StatusCode::OK, Json(json!({ "schema": schema }))),
+                None => (StatusCode::NOT_FOUND, Json(json!({ "error_code": 40403 }))),
+            }
+        }
+
+        async fn mode(
+            State(r): State<Shared>,
+            Path(subject): Path<String>,
+            Json(body): Json<Value>,
+        ) -> Json<Value> {
+            let mut r = r.lock().expect("lock");
+            r.requests += 1;
+            let mode = body["mode"].as_str().unwrap_or_default().to_string();
+            r.modes.insert(subject, mode.clone());
+            Json(json!({ "mode": mode }))
+        }
+
+        async fn register(
+            State(r): State<Shared>,
+            Path(subject): Path<String>,
+            Json(body): Json<Value>,
+        ) -> (StatusCode, Json<Value>) {
+            let mut r = r.lock().expect("lock");
+            r.requests += 1;
+            if r.modes.get(&subject).map(String::as_str) != Some("IMPORT") {
+                return (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Json(json!({ "error_code": 42205 })),
+                );
+            }
+            let (Some(id), Some(version), Some(schema)) = (
+                body["id"].as_u64(),
+                body["version"].as_u64(),
+                body["schema"].as_str(),
+            ) else {
+                return (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Json(json!({ "error_code": 42201 })),
+                );
+            };
+            if r.schemas.get(&id).is_some_and(|held| held != schema) {
+                return (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Json(json!({ "error_code": 42207 })),
+                );
+            }
+            r.schemas.insert(id, schema.to_string());
+            r.versions.insert((subject, version), id);
+            (StatusCode::OK, Json(json!({ "id": id })))
+        }
+    }
+
+    #[tokio::test]
+    async fn confluent_import_mode_gets_every_id_and_version_and_leaves_import_mode() {
+        let registry = Arc::new(Mutex::new(confluent::Registry::default()));
+        let url = confluent::serve(registry.clone()).await;
+        push(&url).await.expect("push");
+        push(&format!("{url}/")).await.expect("push again");
+        let r = registry.lock().expect("lock");
+        for entry in entries() {
+            let v = entry.version;
+            assert_eq!(
+                r.versions
+                    .get(&(entry.subject.clone(), u64::from(v.version))),
+                Some(&u64::from(v.id)),
+                "{} version {}",
+                entry.subject,
+                v.version
+            );
+            let held = r.schemas.get(&u64::from(v.id)).expect("schema");
+            assert!(same_schema(held, entry.schema), "id {}", v.id);
+        }
+        assert_eq!(r.modes.len(), subjects().count());
+        assert!(r.modes.values().all(|m| m == "READWRITE"), "{:?}", r.modes);
+    }
+
+    #[tokio::test]
+    async fn confluent_id_held_by_another_schema_stops_push_before_any_write() {
+        let registry = Arc::new(Mutex::new(confluent::Registry::default()));
+        let entries = entries();
+        // The last id in the listing, reported for the first subject version that has it.
+        let id = entries.last().expect("entries").version.id;
+        let last = entries.iter().find(|e| e.version.id == id).expect("entry");
+        let other = r#"{"type":"record","name":"Other","fields":[]}"#;
+        registry
+            .lock()
+            .expect("lock")
+            .schemas
+            .insert(u64::from(last.version.id), other.into());
+        let url = confluent::serve(registry.clone()).await;
+        let error = push(&url).await.expect_err("a conflict");
+        assert!(
+            matches!(&error, PushError::IdConflict { id, subject, .. }
+                if *id == last.version.id && *subject == last.subject),
+            "{error}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!("id {}", last.version.id)),
+            "{message}"
+        );
+        assert!(message.contains(&last.subject), "{message}");
+        let r = registry.lock().expect("lock");
+        assert_eq!(r.requests, 0, "push wrote before it checked every id");
+        assert_eq!(r.schemas.len(), 1);
+    }
 
     #[test]
     fn apicurio_api_is_found_from_its_confluent_url_or_its_root() {
