@@ -11,6 +11,8 @@
 //! appended to `tidings.revocations` and answered `{ok: true, key, until}` once durable;
 //! this edge has cut the connections it covers by then, and every other edge does within
 //! about a second, as it reads the record. An `until` already past lifts a revocation.
+//! Each revocation also goes to the audit topic, `tidings.audit`, as a `ModeratorAction`
+//! of kind `revoke` (who, whom or which token, until when).
 
 use crate::errors::{ok_ack, ClientError};
 use crate::permissions::Role;
@@ -26,7 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tidings_log::{topics, OutRecord};
 use tidings_schemas::text::check_identity;
-use tidings_schemas::{LogRecord, Revocation};
+use tidings_schemas::{LogRecord, ModeratorAction, Revocation};
 
 /// Admin requests in progress on one edge (G7); more → `rate_limited` (429).
 pub const MAX_IN_FLIGHT: usize = 16;
@@ -99,16 +101,60 @@ async fn handle(
         reason: request.reason,
     };
     let key = request.target.key();
-    let bytes = record
-        .encode()
-        .map_err(|e| ClientError::invalid(format!("cannot encode: {e}")))?;
-    let out = OutRecord::new(topics::REVOCATIONS, key.clone(), bytes)
-        .with_header("trace_id", record.trace_id.clone());
-    shared.log.produce(out).await?;
+    let encode_error =
+        |e: tidings_schemas::SchemaError| ClientError::invalid(format!("cannot encode: {e}"));
+    let revocation = OutRecord::new(
+        topics::REVOCATIONS,
+        key.clone(),
+        record.encode().map_err(encode_error)?,
+    )
+    .with_header("trace_id", record.trace_id.clone());
+    let (audit_key, audit) = audit_record(&record);
+    let audit = OutRecord::new(
+        topics::AUDIT,
+        audit_key,
+        audit.encode().map_err(encode_error)?,
+    )
+    .with_header("trace_id", record.trace_id.clone());
+    // Both durable before the answer. Not atomic (an edge has no transaction): after an
+    // error either may be on the log; the admin retries, and a repeat only replaces the
+    // revocation with an equal one.
+    shared.log.produce_batch(vec![revocation, audit]).await?;
     // Here at once; the other edges as they read the record.
     enforce(shared, &request.target, request.until);
-    audit_revocation(&record);
+    tracing::info!(
+        by = %record.by,
+        key = %key,
+        until = record.until,
+        reason = record.reason.as_deref().unwrap_or(""),
+        "revoked"
+    );
     Ok(ok_ack(json!({ "key": key, "until": request.until })))
+}
+
+/// The audit record of a revocation (`tidings.audit`, Avro `ModeratorAction` kind
+/// `revoke`), with its key: the user acted upon, or `jti:<jti>` for one token.
+fn audit_record(r: &Revocation) -> (String, ModeratorAction) {
+    let key = match (&r.user, &r.jti) {
+        (Some(user), _) => user.clone(),
+        (None, Some(jti)) => format!("jti:{jti}"),
+        (None, None) => r.node.clone(),
+    };
+    let action = ModeratorAction {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        kind: "revoke".into(),
+        room: None,
+        user: Some(r.by.clone()),
+        ts: r.ts,
+        trace_id: r.trace_id.clone(),
+        node: r.node.clone(),
+        role: Role::Admin.as_str().into(),
+        seq: None,
+        target: r.user.clone(),
+        until: Some(r.until),
+        jti: r.jti.clone(),
+    };
+    (key, action)
 }
 
 /// The admin's `sub`, if the request carries a valid, unrevoked token with `role: admin`.
@@ -206,24 +252,6 @@ fn parse(data: &Value, now: i64, default_ms: i64) -> Result<Request, ClientError
     })
 }
 
-/// The audit trail of a revocation. Another part of issue "Who may do what" adds the audit
-/// topic `tidings.audit` (moderator actions) with its schema; once it is on main, the
-/// record goes there too. Until then the trail is the revocation record itself (kept on its
-/// compacted topic with `by`, `ts` and `reason` until the key is revoked again) and this
-/// log line.
-fn audit_revocation(record: &Revocation) {
-    tracing::info!(
-        target: "tidings::audit",
-        action = "revoke",
-        by = %record.by,
-        user = record.user.as_deref().unwrap_or(""),
-        jti = record.jti.as_deref().unwrap_or(""),
-        until = record.until,
-        reason = record.reason.as_deref().unwrap_or(""),
-        "admin revoked"
-    );
-}
-
 /// Gives back one unit of an in-progress count when dropped.
 struct Slot<'a>(&'a AtomicUsize);
 
@@ -238,6 +266,49 @@ mod tests {
     use super::*;
 
     const DAY: i64 = 86_400_000;
+
+    #[test]
+    fn the_audit_record_names_the_admin_and_the_target() {
+        let revocation = Revocation {
+            event_id: "e".into(),
+            kind: "revoke".into(),
+            room: None,
+            user: Some("mallory".into()),
+            ts: 7,
+            trace_id: "t".into(),
+            node: "edge-a".into(),
+            jti: None,
+            until: 99,
+            by: "root".into(),
+            reason: None,
+        };
+        let (key, action) = audit_record(&revocation);
+        assert_eq!(key, "mallory");
+        assert_eq!(
+            (
+                action.kind.as_str(),
+                action.user.as_deref(),
+                action.role.as_str()
+            ),
+            ("revoke", Some("root"), "admin")
+        );
+        assert_eq!(
+            (action.target.as_deref(), action.until, action.jti),
+            (Some("mallory"), Some(99), None)
+        );
+        let one_token = Revocation {
+            user: None,
+            jti: Some("t-1".into()),
+            ..revocation
+        };
+        let (key, action) = audit_record(&one_token);
+        assert_eq!(key, "jti:t-1");
+        assert_eq!(
+            (action.target.as_deref(), action.jti.as_deref()),
+            (None, Some("t-1"))
+        );
+        assert!(ModeratorAction::decode(&action.encode().unwrap()).is_ok());
+    }
 
     #[test]
     fn a_request_names_one_user_or_one_token() {

@@ -165,6 +165,8 @@ fn route(event: &str) -> Option<(&'static str, Bounded, Handler)> {
         "status" => ("status", InFlight, to!(status)),
         "read" => ("read", InFlight, to!(read)),
         "inbox" => ("inbox", InFlight, to!(inbox)),
+        "delete" => ("delete", InFlight, to!(delete)),
+        "mute" => ("mute", InFlight, to!(mute)),
         "refresh" => ("refresh", InFlight, to!(refresh)),
         _ => return None,
     })
@@ -279,6 +281,9 @@ pub(crate) fn client_event(
     room: Option<&str>,
 ) -> ClientEvent {
     ClientEvent {
+        role: None,
+        target: None,
+        until: None,
         event_id: uuid::Uuid::new_v4().to_string(),
         kind: kind.to_string(),
         room: room.map(str::to_string),
@@ -730,6 +735,65 @@ async fn read(
         tokio::time::sleep(catchup::POLL).await;
     }
     Ok(ok_ack(json!({})).into())
+}
+
+/// `delete {room, seq}`: a moderator deletes any message of a room it may use, a member
+/// only their own; the sequencer decides, in the room's order.
+async fn delete(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    data: Value,
+    _: Option<Turn>,
+) -> Result<Reply, ClientError> {
+    let req = protocol::parse_delete(&data)?;
+    check_read(&conn, &req.room)?;
+    let mut ev = event(&shared, &conn, "delete", &req.room);
+    ev.seq = Some(req.seq);
+    sequenced(&shared, &conn, ev, "delete").await?;
+    Ok(ok_ack(json!({})).into())
+}
+
+/// `mute {room, user, until}`: moderators only. The sequencer applies it in the room's
+/// order, so every send of that user sequenced after it is refused, whichever edge it came
+/// through.
+async fn mute(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    data: Value,
+    _: Option<Turn>,
+) -> Result<Reply, ClientError> {
+    let req = protocol::parse_mute(&data)?;
+    conn.access().check_moderate(&req.room, &conn.user)?;
+    let mut ev = event(&shared, &conn, "mute", &req.room);
+    ev.target = Some(req.user);
+    ev.until = Some(req.until);
+    sequenced(&shared, &conn, ev, "mute").await?;
+    Ok(ok_ack(json!({})).into())
+}
+
+/// Appends a moderation event with the connection's role and waits for the sequencer's
+/// answer.
+async fn sequenced(
+    shared: &Shared,
+    conn: &Conn,
+    mut ev: ClientEvent,
+    what: &str,
+) -> Result<(), ClientError> {
+    let room = ev.room.clone().unwrap_or_default();
+    let nonce = uuid::Uuid::new_v4().to_string();
+    let (waiting, answer) = shared.pending.wait_send(&conn.id, &room, &nonce);
+    ev.client_id = Some(nonce);
+    ev.role = Some(conn.access().role.as_str().to_string());
+    produce(shared, topics::CLIENT_EVENTS, &ev).await?;
+    let outcome = tokio::time::timeout(shared.config.reply_timeout, answer).await;
+    drop(waiting);
+    match outcome {
+        Ok(Ok(SendOutcome::Acked { .. })) => Ok(()),
+        Ok(Ok(SendOutcome::Rejected(e))) => Err(e),
+        _ => Err(ClientError::unavailable(format!(
+            "no answer to {what} in time"
+        ))),
+    }
 }
 
 /// Most rooms an `inbox` answer lists.

@@ -92,6 +92,7 @@ fn stored(room: &str, seq: i64) -> StoredMessage {
         from: "someone".into(),
         text: format!("m{seq}"),
         ts: 1000 + seq,
+        deleted: false,
     }
 }
 
@@ -181,6 +182,7 @@ async fn fake_processors(
                         from: ev.user.clone().unwrap_or_default(),
                         text: ev.text.clone().unwrap_or_default(),
                         ts: ev.ts,
+                        deleted: false,
                     };
                     store.append(std::slice::from_ref(&m)).await.unwrap();
                     let ack = Delivery {

@@ -49,6 +49,9 @@ pub const DEAD_LETTERS: &str = "tidings.dead-letters";
 /// unchanged (Avro `RoomEvent`), keyed by room, with `webhook.*` headers naming the endpoint,
 /// the delivery id, the attempts and the last error. Read by people; nothing consumes it.
 pub const WEBHOOK_DEAD_LETTERS: &str = "tidings.webhook-dead-letters";
+/// Every moderator and admin action (delete, mute, revoke), Avro `ModeratorAction`: who did
+/// what to whom, when. Written with the action's effect; read by people and tools.
+pub const AUDIT: &str = "tidings.audit";
 /// Connection lifecycle (online, join, leave, offline), edge heartbeats and presence
 /// questions, appended by edges for the presence processor. One partition: one total order,
 /// so an answer follows every change made before its question; the processor snapshots its
@@ -119,6 +122,11 @@ pub fn all() -> Vec<TopicSpec> {
         TopicSpec {
             retention_ms: Some(14 * DAY_MS),
             ..TopicSpec::new(WEBHOOK_DEAD_LETTERS, 1)
+        },
+        // A year: the record of who moderated what; rare, so one partition keeps one order.
+        TopicSpec {
+            retention_ms: Some(365 * DAY_MS),
+            ..TopicSpec::new(AUDIT, 1)
         },
         // A day covers any snapshot gap. Not durable on the embedded log: a crash that loses
         // the tail also ended every connection it describes (one process).

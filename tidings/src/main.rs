@@ -96,7 +96,10 @@ enum SchemasCommand {
     List,
     /// The Kafka topics as an AsyncAPI 3 document (what asyncapi-kafka.yaml holds).
     Asyncapi,
-    /// Register every schema under its Tidings id in the registry at URL (IMPORT mode).
+    /// Register every schema under its Tidings id in the registry at URL: Confluent's API
+    /// (through IMPORT mode), or Apicurio Registry (through its admin import, when
+    /// `{root}/apis/registry/v2/system/info` says it is Apicurio). Fails, naming the subject
+    /// and id, if the registry holds one of Tidings' ids with a different schema.
     Push {
         #[arg(long)]
         registry: String,
@@ -546,7 +549,7 @@ async fn main() -> Result<()> {
                     .for_each(|line| println!("{line}"));
                 Ok(())
             }
-            SchemasCommand::Push { registry: url } => registry::push(&url).await,
+            SchemasCommand::Push { registry: url } => Ok(registry::push(&url).await?),
             SchemasCommand::Asyncapi => {
                 print!("{}", asyncapi::kafka_document());
                 Ok(())

@@ -2,7 +2,7 @@
 //! the pause between tries. Everything but the POST is pure.
 
 use hmac::{Hmac, Mac};
-use serde_json::json;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 use tidings_schemas::RoomEvent;
@@ -44,7 +44,7 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
 /// The JSON body POSTed for `event`.
 pub fn body(event: &RoomEvent, delivery_id: &str) -> Vec<u8> {
     let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
-    let value = json!({
+    let mut value = json!({
         "delivery_id": delivery_id,
         "room": event.room,
         "seq": event.seq,
@@ -54,6 +54,16 @@ pub fn body(event: &RoomEvent, delivery_id: &str) -> Vec<u8> {
         "kind": event.kind,
         "client_id": nonempty(&event.client_id),
     });
+    // delete: whose message (target); mute: who, until when. Absent from other kinds.
+    for (name, field) in [
+        ("target", event.target.clone().map(Value::from)),
+        ("until", event.until.map(Value::from)),
+        ("role", event.role.clone().map(Value::from)),
+    ] {
+        if let Some(field) = field {
+            value[name] = field;
+        }
+    }
     // A `Value` always serializes.
     serde_json::to_vec(&value).unwrap_or_default()
 }
@@ -104,6 +114,9 @@ mod tests {
 
     fn event() -> RoomEvent {
         RoomEvent {
+            role: None,
+            target: None,
+            until: None,
             event_id: "e-1".into(),
             kind: "message".into(),
             room: Some("team-a.dev".into()),
