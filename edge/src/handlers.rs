@@ -93,6 +93,7 @@ fn on_connect(shared: Arc<Shared>, s: SocketRef, claims: Claims, user_slot: User
         }
     };
     let deadline = shared.verifier.deadline_ms(&claims);
+    let jti = claims.jti.clone();
     let who = Identity {
         user: claims.sub,
         name: claims.name,
@@ -128,10 +129,20 @@ fn on_connect(shared: Arc<Shared>, s: SocketRef, claims: Claims, user_slot: User
         );
     }
 
+    let listed = (shared.clone(), conn.clone());
     s.on_disconnect(move || {
         let (shared, conn) = (shared.clone(), conn.clone());
         async move { on_disconnect(shared, conn).await }
     });
+    // A revocation applied after the check at connect but before `users.add` above found
+    // no connection to cut: look again now that this one is listed.
+    let (shared, conn) = listed;
+    if shared
+        .revocations
+        .is_revoked(&conn.user, jti.as_deref(), crate::state::now_ms())
+    {
+        conn.kick("revoked");
+    }
 }
 
 /// Which in-progress bound an event counts against.

@@ -24,7 +24,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
     style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; \
     form-action 'none'; frame-ancestors 'none'";
 const SOCKET_IO_JS: &str = include_str!("../static/socket.io.min.js");
-/// Dev tokens last a day.
+/// Dev tokens last a day, unless the edge accepts less.
 const DEV_TOKEN_TTL_SECS: u64 = 24 * 60 * 60;
 
 /// The HTTP routes (the Socket.IO layer is added by the caller).
@@ -173,11 +173,13 @@ async fn dev_token(
         )
             .into_response();
     }
-    let ttl = req.ttl_secs.unwrap_or(DEV_TOKEN_TTL_SECS);
-    if !(1..=DEV_TOKEN_TTL_SECS).contains(&ttl) {
+    // Never longer than the edge accepts (`TIDINGS_JWT_MAX_LIFETIME_SECS`).
+    let longest = DEV_TOKEN_TTL_SECS.min(shared.config.max_token_lifetime.as_secs());
+    let ttl = req.ttl_secs.unwrap_or(longest);
+    if !(1..=longest).contains(&ttl) {
         return (
             StatusCode::BAD_REQUEST,
-            Json(json!({ "error": format!("ttl_secs must be 1 to {DEV_TOKEN_TTL_SECS}") })),
+            Json(json!({ "error": format!("ttl_secs must be 1 to {longest}") })),
         )
             .into_response();
     }
