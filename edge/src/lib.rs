@@ -24,6 +24,7 @@ pub mod protocol;
 mod publish;
 mod rooms;
 mod state;
+pub mod tls;
 mod users;
 mod wire;
 
@@ -65,6 +66,15 @@ pub async fn serve_on(
     if config.jwt_secret.is_empty() {
         return Err(EdgeError::Config("jwt_secret must not be empty".into()));
     }
+    // First: a bad certificate should stop the edge before it announces itself.
+    let certificates = match &config.tls {
+        Some(files) => Some(tls::Certificates::load(files.clone())?),
+        None => None,
+    };
+    let acceptor = certificates
+        .as_ref()
+        .map(tls::Certificates::acceptor)
+        .transpose()?;
     let partitions = log.partitions(topics::DELIVERIES).await?;
     let partition = partition_for(&config.node, partitions);
     let start = log.end_offset(topics::DELIVERIES, partition).await?;
@@ -116,6 +126,9 @@ pub async fn serve_on(
     let consumer = tokio::spawn(deliveries::consume(shared.clone(), reader, tasks.clone()));
     let heartbeat = tokio::spawn(presence::heartbeat(shared.clone(), tasks.clone()));
     let sampler = tokio::spawn(deliveries::sample_lag(shared.clone(), tasks.clone()));
+    if let Some(certificates) = certificates {
+        tokio::spawn(certificates.watch(tasks.clone()));
+    }
 
     let addr = listener
         .local_addr()
@@ -125,6 +138,7 @@ pub async fn serve_on(
         node = %shared.config.node,
         addr = %addr,
         partition,
+        tls = acceptor.is_some(),
         "edge serving"
     );
     let app = http::router(shared.clone()).layer(layer);
@@ -132,7 +146,7 @@ pub async fn serve_on(
     // awaiting their ack) finish, bounded; then the transports close, which stock clients
     // take as a cue to reconnect (to another edge behind the load balancer).
     let stop = (shutdown.clone(), shared.clone());
-    listener::serve(listener, app, shared.clone(), async move {
+    listener::serve(listener, app, shared.clone(), acceptor, async move {
         stop.0.cancelled().await;
         stop.1.draining.store(true, Ordering::Release);
     })
