@@ -989,3 +989,57 @@ impl PartitionReader for KafkaReader {
         receive(&self.consumer, max, wait).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_reaches_every_client_and_only_what_the_protocol_uses() {
+        let mut config = KafkaConfig::new("b:9094");
+        config.security = KafkaSecurity {
+            protocol: SecurityProtocol::SaslSsl,
+            mechanism: SaslMechanism::ScramSha512,
+            username: "u".into(),
+            password: "p".into(),
+            ca_file: Some("/ca.pem".into()),
+        };
+        let clients = [
+            config.producer(None),
+            config.producer(Some("t")),
+            config.consumer("g", StartAt::Earliest, None),
+            config.finish(config.base()),
+        ];
+        for client in clients {
+            assert_eq!(client.get("security.protocol"), Some("SASL_SSL"));
+            assert_eq!(client.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+            assert_eq!(client.get("sasl.username"), Some("u"));
+            assert_eq!(client.get("sasl.password"), Some("p"));
+            assert_eq!(client.get("ssl.ca.location"), Some("/ca.pem"));
+        }
+        let plain = KafkaConfig::new("b:9092").producer(None);
+        assert_eq!(plain.get("security.protocol"), Some("PLAINTEXT"));
+        assert_eq!(plain.get("sasl.mechanism"), None);
+        assert_eq!(plain.get("ssl.ca.location"), None);
+        assert!(!format!("{:?}", config.security).contains("\"p\""));
+    }
+
+    #[test]
+    fn protocols_and_mechanisms_parse_as_kafka_spells_them() {
+        assert_eq!("sasl_ssl".parse(), Ok(SecurityProtocol::SaslSsl));
+        assert_eq!("PLAINTEXT".parse(), Ok(SecurityProtocol::Plaintext));
+        assert!("TLS".parse::<SecurityProtocol>().is_err());
+        assert_eq!("scram-sha-256".parse(), Ok(SaslMechanism::ScramSha256));
+        assert_eq!("PLAIN".parse(), Ok(SaslMechanism::Plain));
+        assert!("GSSAPI".parse::<SaslMechanism>().is_err());
+        let clear = KafkaSecurity {
+            protocol: SecurityProtocol::SaslPlaintext,
+            mechanism: SaslMechanism::Plain,
+            username: "u".into(),
+            password: "p".into(),
+            ca_file: None,
+        };
+        assert!(clear.sends_password_in_clear());
+        assert_eq!(clear.check(), Ok(()));
+    }
+}
