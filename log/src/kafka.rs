@@ -233,7 +233,7 @@ pub struct KafkaSecurity {
     pub username: String,
     pub password: String,
     /// PEM file of the CA(s) that signed the brokers' certificates (`ssl.ca.location`);
-    /// none: the system's trust store.
+    /// none: the system's trust store (the `ca-certificates` package on Debian).
     pub ca_file: Option<std::path::PathBuf>,
 }
 
@@ -289,9 +289,13 @@ impl KafkaSecurity {
                 .set("sasl.password", &self.password);
         }
         if self.protocol.uses_tls() {
-            if let Some(ca) = &self.ca_file {
-                config.set("ssl.ca.location", ca.to_string_lossy());
-            }
+            // OpenSSL is linked statically, so its built-in CA path is not the system's:
+            // "probe" has librdkafka look in the usual places (/etc/ssl/certs, ...).
+            let ca = match &self.ca_file {
+                Some(ca) => ca.to_string_lossy().into_owned(),
+                None => "probe".into(),
+            };
+            config.set("ssl.ca.location", ca);
         }
     }
 }
@@ -1022,6 +1026,11 @@ mod tests {
         assert_eq!(plain.get("sasl.mechanism"), None);
         assert_eq!(plain.get("ssl.ca.location"), None);
         assert!(!format!("{:?}", config.security).contains("\"p\""));
+        let mut system_cas = KafkaConfig::new("b:9093");
+        system_cas.security.protocol = SecurityProtocol::Ssl;
+        let client = system_cas.consumer("g", StartAt::Latest, None);
+        assert_eq!(client.get("ssl.ca.location"), Some("probe"));
+        assert_eq!(client.get("sasl.username"), None);
     }
 
     #[test]
