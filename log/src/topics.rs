@@ -49,11 +49,18 @@ pub const DEAD_LETTERS: &str = "tidings.dead-letters";
 /// unchanged (Avro `RoomEvent`), keyed by room, with `webhook.*` headers naming the endpoint,
 /// the delivery id, the attempts and the last error. Read by people; nothing consumes it.
 pub const WEBHOOK_DEAD_LETTERS: &str = "tidings.webhook-dead-letters";
+/// Every moderator and admin action (delete, mute, revoke), Avro `ModeratorAction`: who did
+/// what to whom, when. Written with the action's effect; read by people and tools.
+pub const AUDIT: &str = "tidings.audit";
 /// Connection lifecycle (online, join, leave, offline), edge heartbeats and presence
 /// questions, appended by edges for the presence processor. One partition: one total order,
 /// so an answer follows every change made before its question; the processor snapshots its
 /// state into the store, so it reads only the tail after the snapshot.
 pub const PRESENCE: &str = "tidings.presence";
+/// Revoked users and tokens (Avro `Revocation`), keyed `sub:<sub>` or `jti:<jti>`, written by
+/// the admin API of any edge. Compacted: the latest record per key is what holds, and every
+/// edge reads the whole topic when it starts, then follows it.
+pub const REVOCATIONS: &str = "tidings.revocations";
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
@@ -116,12 +123,23 @@ pub fn all() -> Vec<TopicSpec> {
             retention_ms: Some(14 * DAY_MS),
             ..TopicSpec::new(WEBHOOK_DEAD_LETTERS, 1)
         },
+        // A year: the record of who moderated what; rare, so one partition keeps one order.
+        TopicSpec {
+            retention_ms: Some(365 * DAY_MS),
+            ..TopicSpec::new(AUDIT, 1)
+        },
         // A day covers any snapshot gap. Not durable on the embedded log: a crash that loses
         // the tail also ended every connection it describes (one process).
         TopicSpec {
             retention_ms: Some(DAY_MS),
             durable: false,
             ..TopicSpec::new(PRESENCE, 1)
+        },
+        // Rare records that every edge reads in full at start: one partition. Durable: an
+        // admin is told a revocation holds only once it is on disk.
+        TopicSpec {
+            compacted: true,
+            ..TopicSpec::new(REVOCATIONS, 1)
         },
     ]
 }

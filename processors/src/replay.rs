@@ -142,6 +142,7 @@ async fn write(store: &dyn Store, events: &[RoomEvent]) -> Result<(u64, u64), Pr
         .filter_map(|e| persistence::stored(e.clone()))
         .collect();
     store.append(&messages).await?;
+    persistence::moderate(store, events).await?;
 
     let mut derived = Derived::default();
     for event in events.iter().filter(|e| e.kind == "message") {

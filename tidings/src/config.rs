@@ -30,6 +30,24 @@ pub struct Config {
     pub jwt_secret: String,
     /// Serve `POST /dev/token` (mints tokens for any name). Never in production.
     pub dev_tokens: bool,
+    /// PEM public keys (files) client tokens may be signed with: RS*/PS*, ES256/ES384,
+    /// EdDSA.
+    pub jwt_public_keys: Vec<PathBuf>,
+    /// The identity provider's JWKS URL; keys are fetched at start, every
+    /// `jwks_refresh_secs`, and on an unknown `kid` (at most once per
+    /// `jwks_min_refetch_secs`).
+    pub jwks_url: String,
+    pub jwks_refresh_secs: u64,
+    pub jwks_min_refetch_secs: u64,
+    /// Accepted `iss` values; empty: not checked.
+    pub jwt_issuer: Vec<String>,
+    /// Accepted `aud` values; empty: tokens with `aud` are refused.
+    pub jwt_audience: Vec<String>,
+    /// Leeway on `exp`, `nbf` and `iat`, in seconds (at most 30).
+    pub jwt_leeway_secs: u64,
+    /// Longest a token may still be valid for when presented; also how long a revocation
+    /// lasts by default.
+    pub jwt_max_lifetime_secs: u64,
     /// Longest message, in characters.
     pub max_text: usize,
     /// Case-insensitive terms that get a message rejected.
@@ -211,6 +229,14 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             jwt_secret: String::new(),
             dev_tokens: false,
+            jwt_public_keys: Vec::new(),
+            jwks_url: String::new(),
+            jwks_refresh_secs: 300,
+            jwks_min_refetch_secs: 10,
+            jwt_issuer: Vec::new(),
+            jwt_audience: Vec::new(),
+            jwt_leeway_secs: tidings_edge::auth::CLOCK_LEEWAY_SECS,
+            jwt_max_lifetime_secs: 24 * 60 * 60,
             max_text: 4000,
             blocked_terms: Vec::new(),
             rate_per_sec: 20.0,
@@ -358,6 +384,30 @@ impl Config {
         }
         if let Some(v) = env("TIDINGS_DEV_TOKENS") {
             config.dev_tokens = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        if let Some(v) = env("TIDINGS_JWT_PUBLIC_KEYS") {
+            config.jwt_public_keys = list(&v).into_iter().map(PathBuf::from).collect();
+        }
+        if let Some(v) = env("TIDINGS_JWKS_URL") {
+            config.jwks_url = v;
+        }
+        if let Some(v) = env("TIDINGS_JWKS_REFRESH_SECS") {
+            config.jwks_refresh_secs = parse("TIDINGS_JWKS_REFRESH_SECS", v)? as u64;
+        }
+        if let Some(v) = env("TIDINGS_JWKS_MIN_REFETCH_SECS") {
+            config.jwks_min_refetch_secs = parse("TIDINGS_JWKS_MIN_REFETCH_SECS", v)? as u64;
+        }
+        if let Some(v) = env("TIDINGS_JWT_ISSUER") {
+            config.jwt_issuer = list(&v);
+        }
+        if let Some(v) = env("TIDINGS_JWT_AUDIENCE") {
+            config.jwt_audience = list(&v);
+        }
+        if let Some(v) = env("TIDINGS_JWT_LEEWAY_SECS") {
+            config.jwt_leeway_secs = parse("TIDINGS_JWT_LEEWAY_SECS", v)? as u64;
+        }
+        if let Some(v) = env("TIDINGS_JWT_MAX_LIFETIME_SECS") {
+            config.jwt_max_lifetime_secs = parse("TIDINGS_JWT_MAX_LIFETIME_SECS", v)? as u64;
         }
         if let Some(v) = env("TIDINGS_MAX_TEXT") {
             config.max_text = parse("TIDINGS_MAX_TEXT", v)?;
@@ -567,6 +617,27 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         self.topics()?;
+        if self.jwt_leeway_secs > tidings_edge::auth::MAX_LEEWAY_SECS {
+            bail!(
+                "TIDINGS_JWT_LEEWAY_SECS (jwt_leeway_secs) must be at most {} (the client contract's bound on exp)",
+                tidings_edge::auth::MAX_LEEWAY_SECS
+            );
+        }
+        if self.jwt_max_lifetime_secs < 60 {
+            bail!("TIDINGS_JWT_MAX_LIFETIME_SECS (jwt_max_lifetime_secs) must be at least 60");
+        }
+        if !self.jwks_url.is_empty() {
+            if !(self.jwks_url.starts_with("https://") || self.jwks_url.starts_with("http://")) {
+                bail!(
+                    "TIDINGS_JWKS_URL must start with https:// (or http:// on a trusted network)"
+                );
+            }
+            if self.jwks_min_refetch_secs == 0
+                || self.jwks_refresh_secs < self.jwks_min_refetch_secs
+            {
+                bail!("TIDINGS_JWKS_MIN_REFETCH_SECS must be at least 1 and at most TIDINGS_JWKS_REFRESH_SECS");
+            }
+        }
         if self.max_text == 0 {
             bail!("max_text must be at least 1");
         }
@@ -652,6 +723,20 @@ impl Config {
             concurrency: w.concurrency,
         }
         .checked()
+    }
+
+    /// Whether client tokens have any key: a secret, PEM files or a JWKS.
+    pub fn has_token_keys(&self) -> bool {
+        !self.jwt_secret.is_empty() || !self.jwt_public_keys.is_empty() || !self.jwks_url.is_empty()
+    }
+
+    /// The JWKS settings, if a URL is configured.
+    pub fn jwks(&self) -> Option<tidings_edge::jwks::JwksConfig> {
+        (!self.jwks_url.is_empty()).then(|| tidings_edge::jwks::JwksConfig {
+            min_interval: Duration::from_secs(self.jwks_min_refetch_secs),
+            refresh: Duration::from_secs(self.jwks_refresh_secs),
+            ..tidings_edge::jwks::JwksConfig::new(&self.jwks_url)
+        })
     }
 
     /// The pre-send hook, if a URL is configured.
@@ -913,6 +998,59 @@ mod tests {
         )
         .is_err());
         assert!(Config::load(None, env(&[("TIDINGS_PRESEND_URL", "h")])).is_err());
+    }
+
+    #[test]
+    fn token_keys_and_rules_come_from_the_environment_and_are_checked() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert!(!config.has_token_keys());
+        assert!(config.jwks().is_none());
+        assert_eq!(
+            (config.jwt_leeway_secs, config.jwt_max_lifetime_secs),
+            (5, 86_400)
+        );
+        let config = Config::load(
+            None,
+            env(&[
+                (
+                    "TIDINGS_JWKS_URL",
+                    "https://idp.example/.well-known/jwks.json",
+                ),
+                ("TIDINGS_JWKS_MIN_REFETCH_SECS", "2"),
+                ("TIDINGS_JWT_PUBLIC_KEYS", "/etc/a.pem, /etc/b.pem"),
+                ("TIDINGS_JWT_ISSUER", "https://idp.example/"),
+                ("TIDINGS_JWT_AUDIENCE", "chat,tidings"),
+                ("TIDINGS_JWT_LEEWAY_SECS", "30"),
+                ("TIDINGS_JWT_MAX_LIFETIME_SECS", "3600"),
+            ]),
+        )
+        .unwrap();
+        assert!(config.has_token_keys());
+        let jwks = config.jwks().unwrap();
+        assert_eq!(jwks.min_interval, Duration::from_secs(2));
+        assert_eq!(jwks.refresh, Duration::from_secs(300));
+        assert_eq!(
+            config.jwt_public_keys,
+            [PathBuf::from("/etc/a.pem"), PathBuf::from("/etc/b.pem")]
+        );
+        assert_eq!(config.jwt_audience, ["chat", "tidings"]);
+        assert_eq!(config.jwt_leeway_secs, 30);
+        for (name, value) in [
+            ("TIDINGS_JWT_LEEWAY_SECS", "31"),
+            ("TIDINGS_JWKS_URL", "ftp://idp/jwks"),
+            ("TIDINGS_JWT_MAX_LIFETIME_SECS", "10"),
+        ] {
+            let err = Config::load(None, env(&[(name, value)])).unwrap_err();
+            assert!(format!("{err:#}").contains(name), "{err:#}");
+        }
+        assert!(Config::load(
+            None,
+            env(&[
+                ("TIDINGS_JWKS_URL", "https://idp/jwks"),
+                ("TIDINGS_JWKS_MIN_REFETCH_SECS", "0")
+            ])
+        )
+        .is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use tidings_log::topics::{DEAD_LETTERS, ROOM_LOG};
 use tidings_log::ConsumerOptions;
 use tidings_schemas::RoomEvent;
-use tidings_store::StoredMessage;
+use tidings_store::{Mute, Store, StoredMessage};
 use tokio_util::sync::CancellationToken;
 
 pub const GROUP: &str = "tidings-persistence";
@@ -60,13 +60,18 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         }
         let batch_started = std::time::Instant::now();
         let mut dead_letters = Vec::new();
-        let messages: Vec<StoredMessage> = records
+        let events: Vec<RoomEvent> = records
             .iter()
             .filter_map(|r| decode_or_dead_letter::<RoomEvent>("persistence", r, &mut dead_letters))
+            .collect();
+        let messages: Vec<StoredMessage> = events
+            .iter()
             .filter(|e| e.kind == "message")
+            .cloned()
             .filter_map(stored)
             .collect();
         ctx.store.append(&messages).await?;
+        moderate(&*ctx.store, &events).await?;
         let checkpoints = checkpoints_of(&records);
         for c in &checkpoints {
             ctx.store
@@ -84,6 +89,41 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
     }
 }
 
+/// Applies a stretch's deletions and mutes, after its messages are appended (a deletion
+/// follows its message in the log; written again on a replay, it still wins).
+pub(crate) async fn moderate(
+    store: &dyn Store,
+    events: &[RoomEvent],
+) -> Result<(), ProcessorError> {
+    let mut deleted = Vec::new();
+    let mut mutes = Vec::new();
+    for e in events {
+        let Some(room) = e.room.as_deref().filter(|r| tidings_store::valid_room(r)) else {
+            continue;
+        };
+        match (e.kind.as_str(), e.target.as_deref(), e.until) {
+            ("delete", _, _) if e.seq >= 1 => deleted.push((room.to_string(), e.seq)),
+            ("mute", Some(user), Some(until))
+                if !user.is_empty() && user.len() <= tidings_store::MAX_USER_LEN =>
+            {
+                mutes.push(Mute {
+                    room: room.to_string(),
+                    user: user.to_string(),
+                    until,
+                })
+            }
+            _ => {}
+        }
+    }
+    if !deleted.is_empty() {
+        store.delete_messages(&deleted).await?;
+    }
+    if !mutes.is_empty() {
+        store.set_mutes(&mutes).await?;
+    }
+    Ok(())
+}
+
 /// The stored form, or `None` (logged) for a message the store would refuse: one bad record
 /// must not block the batch, since the store validates a batch as a whole.
 pub(crate) fn stored(event: RoomEvent) -> Option<StoredMessage> {
@@ -94,6 +134,7 @@ pub(crate) fn stored(event: RoomEvent) -> Option<StoredMessage> {
         from: event.user.unwrap_or_default(),
         text: event.text,
         ts: event.ts,
+        deleted: false,
     };
     match tidings_store::validate(&message) {
         Ok(()) => Some(message),
