@@ -4,8 +4,10 @@
 
 FROM rust:1-bookworm AS build
 # rust:1-bookworm already has what the build needs (a C toolchain and make for librdkafka
-# and mimalloc, pkg-config and zlib1g-dev for libz): nothing to install. The binary uses no
-# TLS library, so no libssl-dev; rdkafka builds librdkafka without cmake.
+# and mimalloc, pkg-config and zlib1g-dev for libz, perl for OpenSSL): nothing to install.
+# OpenSSL (Kafka's SASL and TLS, Cassandra's TLS) is built from source and linked
+# statically, so no libssl-dev; the edge's TLS is rustls; rdkafka builds librdkafka without
+# cmake.
 WORKDIR /src
 # Only the workspace: documentation and scripts do not invalidate the build step.
 COPY Cargo.toml Cargo.lock ./
@@ -30,8 +32,12 @@ RUN --mount=type=cache,id=tidings-cargo-registry,target=/usr/local/cargo/registr
 
 FROM debian:bookworm-slim
 # `ldd tidings`: libc, libm, libgcc_s and libz, all of them in the base image already
-# (libc6, libgcc-s1, zlib1g), so nothing is installed. It makes no TLS connections, so no
-# ca-certificates either. The service runs as an unprivileged user owning only /data.
+# (libc6, libgcc-s1, zlib1g). ca-certificates: TLS to Kafka without TIDINGS_KAFKA_CA_FILE
+# trusts the system's CAs (a managed Kafka's public certificate). The service runs as an
+# unprivileged user owning only /data.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 tidings \
     && useradd --system --uid 10001 --gid tidings --home-dir /data --no-create-home \
         --shell /usr/sbin/nologin tidings \

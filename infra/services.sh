@@ -11,9 +11,11 @@
 #   infra/services.sh kill9  kafka|cassandra|all    SIGKILL (crash), data kept
 #   infra/services.sh resume kafka|cassandra|all    start again on the existing data
 #
-#   Kafka:     PLAINTEXT 127.0.0.1:9092, CONTROLLER 127.0.0.1:9093 (TIDINGS_KAFKA_PORT and
-#              TIDINGS_KAFKA_CONTROLLER_PORT move them, e.g. for a second, throwaway Kafka
-#              with its own TIDINGS_SERVICES_DIR beside the usual one)
+#   Kafka:     PLAINTEXT 127.0.0.1:9092, CONTROLLER 127.0.0.1:9093, and SASL_PLAINTEXT
+#              127.0.0.1:9094 with SCRAM-SHA-256 for user 'tidings', password
+#              'tidings-sasl-test' (tests/system/test_kafka_sasl.py); TIDINGS_KAFKA_PORT,
+#              TIDINGS_KAFKA_CONTROLLER_PORT and TIDINGS_KAFKA_SASL_PORT move them, e.g. for
+#              a second, throwaway Kafka with its own TIDINGS_SERVICES_DIR beside the usual one
 #   Cassandra: CQL 127.0.0.1:9042, storage 127.0.0.1:7000, JMX 127.0.0.1:7199
 #
 # State (data, logs, pid files, generated configs, cached classpaths) lives in
@@ -31,10 +33,14 @@ JAVA=${JAVA:-java}
 KAFKA_TIMEOUT=${TIDINGS_KAFKA_TIMEOUT:-90}
 KAFKA_PORT=${TIDINGS_KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${TIDINGS_KAFKA_CONTROLLER_PORT:-9093}
+KAFKA_SASL_PORT=${TIDINGS_KAFKA_SASL_PORT:-9094}
+# The SCRAM user of the SASL listener: a test credential, not a secret.
+KAFKA_SASL_USER=tidings
+KAFKA_SASL_PASSWORD=tidings-sasl-test
 CASSANDRA_TIMEOUT=${TIDINGS_CASSANDRA_TIMEOUT:-240}
 
 # Ports each service owns; a leftover process of ours on any of them is stopped.
-declare -A PORTS=([kafka]="$KAFKA_PORT $KAFKA_CONTROLLER_PORT" [cassandra]="9042 7000 7199")
+declare -A PORTS=([kafka]="$KAFKA_PORT $KAFKA_CONTROLLER_PORT $KAFKA_SASL_PORT" [cassandra]="9042 7000 7199")
 # Main class, used to recognise our own processes (pid files can be stale, pids reused).
 declare -A MAIN_CLASS=([kafka]=kafka.Kafka [cassandra]=org.apache.cassandra.service.CassandraDaemon)
 declare -A LAUNCHED_AT=()
@@ -223,14 +229,17 @@ kafka_configure() {
     # Single node, combined mode, static quorum of one voter (node 1). Replication
     # factors and ISR minimums are 1 because there is one broker; few internal
     # partitions keep startup fast on 2 cores; topics are created explicitly by
-    # Tidings, so auto-creation is off.
+    # Tidings, so auto-creation is off. Clients only may use SASL: the broker's own
+    # listeners stay PLAINTEXT, and the SCRAM user is made at format time.
     cat >"$KDIR/conf/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_PLAINTEXT://127.0.0.1:$KAFKA_SASL_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-256
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 log.dirs=$KDIR/data
@@ -285,7 +294,9 @@ kafka_fresh() {
     local cluster_id
     cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
     if ! kafka_tool kafka.tools.StorageTool format -t "$cluster_id" \
-        -c "$KDIR/conf/server.properties" >"$KDIR/format.log" 2>&1; then
+        -c "$KDIR/conf/server.properties" \
+        --add-scram "SCRAM-SHA-256=[name=$KAFKA_SASL_USER,password=$KAFKA_SASL_PASSWORD]" \
+        >"$KDIR/format.log" 2>&1; then
         cat "$KDIR/format.log" >&2
         die "kafka: storage format failed"
     fi
@@ -310,11 +321,11 @@ kafka_await() {
         pid_alive "$pid" || { not_ready kafka "the JVM exited"; return 1; }
         left=$(((deadline - $(now_ms)) / 1000))
         ((left > 0)) || { not_ready kafka "timed out after ${KAFKA_TIMEOUT}s"; return 1; }
-        if listening "$KAFKA_PORT" && timeout "$((left < 20 ? left : 20))" \
+        if listening "$KAFKA_PORT" && listening "$KAFKA_SASL_PORT" && timeout "$((left < 20 ? left : 20))" \
             "$JAVA" "${TOOL_JVM[@]}" -Dlog4j2.configurationFile="$INFRA/kafka/tools-log4j2.properties" \
             -cp "$KAFKA_CP" org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
             --command-config "$KDIR/conf/client.properties" --list >"$KDIR/ready-check.log" 2>&1; then
-            echo "kafka ready on 127.0.0.1:$KAFKA_PORT (pid $pid, $(secs_since "$start")s)"
+            echo "kafka ready on 127.0.0.1:$KAFKA_PORT, SASL 127.0.0.1:$KAFKA_SASL_PORT (pid $pid, $(secs_since "$start")s)"
             return 0
         fi
         sleep 0.5

@@ -9,20 +9,79 @@ resource "kubernetes_namespace_v1" "tidings" {
   metadata { name = var.namespace }
 }
 
+# The passwords, given to the pods as env from here (local.secret_env).
 resource "kubernetes_secret_v1" "tidings" {
   metadata {
     name      = "tidings"
     namespace = kubernetes_namespace_v1.tidings.metadata[0].name
   }
-  data = { jwt_secret = var.jwt_secret }
+  data = merge(
+    { jwt_secret = var.jwt_secret },
+    var.kafka_sasl_username == "" ? {} : { kafka_sasl_password = var.kafka_sasl_password },
+    var.cassandra_username == "" ? {} : { cassandra_password = var.cassandra_password },
+  )
+}
+
+# CA certificates (and the Cassandra client key) for TLS to the backends, as files: mounted
+# at local.backend_tls_dir in every pod, named by the TIDINGS_*_FILE settings.
+resource "kubernetes_secret_v1" "backend_tls" {
+  count = length(local.backend_tls_files) > 0 ? 1 : 0
+  metadata {
+    name      = "tidings-backend-tls"
+    namespace = kubernetes_namespace_v1.tidings.metadata[0].name
+  }
+  data = merge(
+    var.kafka_ca_pem == "" ? {} : { "kafka-ca.pem" = var.kafka_ca_pem },
+    var.cassandra_tls == null ? {} : { "cassandra-ca.pem" = var.cassandra_tls.ca_pem },
+    local.cassandra_client_cert ? {
+      "cassandra-client.pem" = var.cassandra_tls.client_cert_pem
+      "cassandra-client.key" = var.cassandra_client_key_pem
+    } : {},
+  )
 }
 
 locals {
-  common_env = {
-    TIDINGS_KAFKA_BROKERS = var.kafka_brokers_for_pods
-    TIDINGS_CASSANDRA     = var.cassandra_contact_points
-    TIDINGS_LOG_FORMAT    = "json"
+  backend_tls_dir       = "/etc/tidings/backend-tls"
+  cassandra_client_cert = var.cassandra_tls != null && try(var.cassandra_tls.client_cert_pem, "") != ""
+  # Which files the backend TLS Secret holds: decided from settings that are not secret, so
+  # counts and env may depend on it.
+  backend_tls_files = concat(
+    var.kafka_ca_pem == "" ? [] : ["kafka-ca.pem"],
+    var.cassandra_tls == null ? [] : ["cassandra-ca.pem"],
+    local.cassandra_client_cert ? ["cassandra-client.pem", "cassandra-client.key"] : [],
+  )
+  common_env = merge(
+    {
+      TIDINGS_KAFKA_BROKERS           = var.kafka_brokers_for_pods
+      TIDINGS_KAFKA_SECURITY_PROTOCOL = var.kafka_security_protocol
+      TIDINGS_CASSANDRA               = var.cassandra_contact_points
+      TIDINGS_LOG_FORMAT              = "json"
+    },
+    var.kafka_sasl_username == "" ? {} : {
+      TIDINGS_KAFKA_SASL_MECHANISM = var.kafka_sasl_mechanism
+      TIDINGS_KAFKA_SASL_USERNAME  = var.kafka_sasl_username
+    },
+    var.kafka_ca_pem == "" ? {} : { TIDINGS_KAFKA_CA_FILE = "${local.backend_tls_dir}/kafka-ca.pem" },
+    var.cassandra_username == "" ? {} : { TIDINGS_CASSANDRA_USERNAME = var.cassandra_username },
+    var.cassandra_tls == null ? {} : { TIDINGS_CASSANDRA_CA_FILE = "${local.backend_tls_dir}/cassandra-ca.pem" },
+    local.cassandra_client_cert ? {
+      TIDINGS_CASSANDRA_CERT_FILE = "${local.backend_tls_dir}/cassandra-client.pem"
+      TIDINGS_CASSANDRA_KEY_FILE  = "${local.backend_tls_dir}/cassandra-client.key"
+    } : {},
+  )
+  # Env from the tidings Secret (variable => key), for every process: never in plain env.
+  secret_env = merge(
+    var.kafka_sasl_username == "" ? {} : { TIDINGS_KAFKA_SASL_PASSWORD = "kafka_sasl_password" },
+    var.cassandra_username == "" ? {} : { TIDINGS_CASSANDRA_PASSWORD = "cassandra_password" },
+  )
+  # The edges' own certificate (var.edge_tls_secret), mounted whole so a renewal reaches the
+  # files, which the edge reloads; probes then speak HTTPS (the kubelet checks no certificate).
+  edge_tls_dir = "/etc/tidings/edge-tls"
+  edge_tls_env = var.edge_tls_secret == null ? {} : {
+    TIDINGS_TLS_CERT = "${local.edge_tls_dir}/tls.crt"
+    TIDINGS_TLS_KEY  = "${local.edge_tls_dir}/tls.key"
   }
+  edge_scheme = var.edge_tls_secret == null ? "HTTP" : "HTTPS"
   # What only `migrate` reads: how many replicas the topics and the keyspace it creates get,
   # and the topics' retention.
   # The topics' factor is the one kafka_topic.tidings uses, so a topic made by either has the
@@ -59,6 +118,15 @@ resource "kubernetes_job_v1" "migrate" {
       metadata {}
       spec {
         restart_policy = "OnFailure"
+        dynamic "volume" {
+          for_each = length(local.backend_tls_files) > 0 ? [1] : []
+          content {
+            name = "backend-tls"
+            secret {
+              secret_name = kubernetes_secret_v1.backend_tls[0].metadata[0].name
+            }
+          }
+        }
         # A one-shot command: no probes; it retries Kafka and Cassandra until they answer, and
         # the job fails after backoff_limit restarts or wait_for_completion's timeout.
         container {
@@ -70,6 +138,26 @@ resource "kubernetes_job_v1" "migrate" {
             content {
               name  = env.key
               value = env.value
+            }
+          }
+          dynamic "env" {
+            for_each = local.secret_env
+            content {
+              name = env.key
+              value_from {
+                secret_key_ref {
+                  name = kubernetes_secret_v1.tidings.metadata[0].name
+                  key  = env.value
+                }
+              }
+            }
+          }
+          dynamic "volume_mount" {
+            for_each = length(local.backend_tls_files) > 0 ? [1] : []
+            content {
+              name       = "backend-tls"
+              mount_path = local.backend_tls_dir
+              read_only  = true
             }
           }
         }
@@ -119,6 +207,15 @@ resource "kubernetes_stateful_set_v1" "processor" {
     template {
       metadata { labels = { app = "tidings-${each.key}" } }
       spec {
+        dynamic "volume" {
+          for_each = length(local.backend_tls_files) > 0 ? [1] : []
+          content {
+            name = "backend-tls"
+            secret {
+              secret_name = kubernetes_secret_v1.backend_tls[0].metadata[0].name
+            }
+          }
+        }
         container {
           name  = each.key
           image = var.image
@@ -135,6 +232,26 @@ resource "kubernetes_stateful_set_v1" "processor" {
             content {
               name  = env.key
               value = env.value
+            }
+          }
+          dynamic "env" {
+            for_each = local.secret_env
+            content {
+              name = env.key
+              value_from {
+                secret_key_ref {
+                  name = kubernetes_secret_v1.tidings.metadata[0].name
+                  key  = env.value
+                }
+              }
+            }
+          }
+          dynamic "volume_mount" {
+            for_each = length(local.backend_tls_files) > 0 ? [1] : []
+            content {
+              name       = "backend-tls"
+              mount_path = local.backend_tls_dir
+              read_only  = true
             }
           }
           # Probes and metrics on a port of their own (edges serve them on the client port).
@@ -216,6 +333,24 @@ resource "kubernetes_stateful_set_v1" "edge" {
       spec {
         # TIDINGS_DRAIN_TIMEOUT_MS (10 s by default) fits well within it.
         termination_grace_period_seconds = 30
+        dynamic "volume" {
+          for_each = length(local.backend_tls_files) > 0 ? [1] : []
+          content {
+            name = "backend-tls"
+            secret {
+              secret_name = kubernetes_secret_v1.backend_tls[0].metadata[0].name
+            }
+          }
+        }
+        dynamic "volume" {
+          for_each = var.edge_tls_secret == null ? [] : [var.edge_tls_secret]
+          content {
+            name = "edge-tls"
+            secret {
+              secret_name = volume.value
+            }
+          }
+        }
         container {
           name  = "edge"
           image = var.image
@@ -227,6 +362,21 @@ resource "kubernetes_stateful_set_v1" "edge" {
           env {
             name  = "TIDINGS_LISTEN"
             value = "0.0.0.0:8080"
+          }
+          dynamic "env" {
+            for_each = local.edge_tls_env
+            content {
+              name  = env.key
+              value = env.value
+            }
+          }
+          dynamic "volume_mount" {
+            for_each = var.edge_tls_secret == null ? [] : [1]
+            content {
+              name       = "edge-tls"
+              mount_path = local.edge_tls_dir
+              read_only  = true
+            }
           }
           env {
             name = "TIDINGS_NODE_ID"
@@ -250,18 +400,40 @@ resource "kubernetes_stateful_set_v1" "edge" {
               value = env.value
             }
           }
+          dynamic "env" {
+            for_each = local.secret_env
+            content {
+              name = env.key
+              value_from {
+                secret_key_ref {
+                  name = kubernetes_secret_v1.tidings.metadata[0].name
+                  key  = env.value
+                }
+              }
+            }
+          }
+          dynamic "volume_mount" {
+            for_each = length(local.backend_tls_files) > 0 ? [1] : []
+            content {
+              name       = "backend-tls"
+              mount_path = local.backend_tls_dir
+              read_only  = true
+            }
+          }
           startup_probe {
             http_get {
-              path = "/healthz"
-              port = "http"
+              path   = "/healthz"
+              port   = "http"
+              scheme = local.edge_scheme
             }
             period_seconds    = local.probe.startup_period
             failure_threshold = local.probe.startup_failures
           }
           liveness_probe {
             http_get {
-              path = "/healthz"
-              port = "http"
+              path   = "/healthz"
+              port   = "http"
+              scheme = local.edge_scheme
             }
             period_seconds    = local.probe.liveness_period
             timeout_seconds   = local.probe.liveness_timeout
@@ -270,8 +442,9 @@ resource "kubernetes_stateful_set_v1" "edge" {
           # Fails while the log or the store refuses writes, and at once on SIGTERM (drain).
           readiness_probe {
             http_get {
-              path = "/readyz"
-              port = "http"
+              path   = "/readyz"
+              port   = "http"
+              scheme = local.edge_scheme
             }
             period_seconds  = local.probe.readiness_period
             timeout_seconds = local.probe.readiness_timeout
@@ -313,9 +486,10 @@ resource "kubernetes_service_v1" "edge" {
         timeout_seconds = var.edge_session_affinity_timeout_seconds
       }
     }
+    # 443 when the edges speak TLS themselves (var.edge_tls_secret).
     port {
       name        = "http"
-      port        = 80
+      port        = var.edge_tls_secret == null ? 80 : 443
       target_port = "http"
     }
   }

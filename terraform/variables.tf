@@ -8,6 +8,80 @@ variable "kafka_tls" {
   default = false
 }
 
+variable "kafka_security_protocol" {
+  description = "TIDINGS_KAFKA_SECURITY_PROTOCOL of the pods: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+  type        = string
+  default     = "PLAINTEXT"
+  validation {
+    condition     = contains(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"], var.kafka_security_protocol)
+    error_message = "kafka_security_protocol must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+  }
+}
+
+variable "kafka_sasl_mechanism" {
+  description = "TIDINGS_KAFKA_SASL_MECHANISM: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN (the SASL protocols only)."
+  type        = string
+  default     = "SCRAM-SHA-256"
+  validation {
+    condition     = contains(["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"], var.kafka_sasl_mechanism)
+    error_message = "kafka_sasl_mechanism must be SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN."
+  }
+}
+
+variable "kafka_sasl_username" {
+  description = "SASL user of the pods (TIDINGS_KAFKA_SASL_USERNAME), and of the Kafka provider when it is set; empty: no SASL."
+  type        = string
+  default     = ""
+}
+
+variable "kafka_sasl_password" {
+  description = "Its password: kept in the tidings Secret and given to the pods from there (TIDINGS_KAFKA_SASL_PASSWORD)."
+  type        = string
+  default     = ""
+  sensitive   = true
+}
+
+variable "kafka_ca_pem" {
+  description = "PEM of the CA that signed the brokers' certificates (SSL protocols); empty: the image's system CAs. Mounted from a Secret as TIDINGS_KAFKA_CA_FILE, and given to the Kafka provider."
+  type        = string
+  default     = ""
+}
+
+variable "cassandra_username" {
+  description = "PasswordAuthenticator user of the pods (TIDINGS_CASSANDRA_USERNAME); empty: no authentication."
+  type        = string
+  default     = ""
+}
+
+variable "cassandra_password" {
+  description = "Its password: kept in the tidings Secret and given to the pods from there (TIDINGS_CASSANDRA_PASSWORD)."
+  type        = string
+  default     = ""
+  sensitive   = true
+}
+
+variable "cassandra_tls" {
+  description = "TLS to Cassandra: the PEM of the CA that signed the nodes' certificates, and optionally this client's certificate for nodes that require one (its key: cassandra_client_key_pem). Mounted from a Secret as TIDINGS_CASSANDRA_CA_FILE and _CERT_FILE. null: plain CQL."
+  type = object({
+    ca_pem          = string
+    client_cert_pem = optional(string, "")
+  })
+  default = null
+}
+
+variable "cassandra_client_key_pem" {
+  description = "The private key of cassandra_tls.client_cert_pem, mounted from a Secret as TIDINGS_CASSANDRA_KEY_FILE."
+  type        = string
+  default     = ""
+  sensitive   = true
+}
+
+variable "edge_tls_secret" {
+  description = "Name of a kubernetes.io/tls Secret in the namespace (tls.crt, tls.key; cert-manager makes such) the edges serve HTTPS and WSS with, mounted as TIDINGS_TLS_CERT and TIDINGS_TLS_KEY; a renewed certificate is picked up without a restart. null: plain HTTP (TLS ends in front of the edges)."
+  type        = string
+  default     = null
+}
+
 variable "kafka_brokers_for_pods" {
   description = "TIDINGS_KAFKA_BROKERS as the pods see it (comma-separated)."
   type        = string

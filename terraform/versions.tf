@@ -20,6 +20,11 @@ terraform {
 provider "kafka" {
   bootstrap_servers = var.kafka_bootstrap_servers
   tls_enabled       = var.kafka_tls
+  ca_cert           = var.kafka_ca_pem == "" ? null : var.kafka_ca_pem
+  # The pods' SASL user, if any, creates the topics too.
+  sasl_username  = var.kafka_sasl_username == "" ? null : var.kafka_sasl_username
+  sasl_password  = var.kafka_sasl_username == "" ? null : var.kafka_sasl_password
+  sasl_mechanism = var.kafka_sasl_username == "" ? null : lower(replace(var.kafka_sasl_mechanism, "SCRAM-SHA-", "scram-sha"))
 }
 
 provider "kubernetes" {

@@ -93,6 +93,8 @@ pub struct EdgeConfig {
     pub allow_loopback_origins: bool,
     /// Bearer tokens accepted by `POST /api/publish`; none: the route does not exist.
     pub service_tokens: Vec<String>,
+    /// Serve HTTPS and WSS with this certificate and key instead of plain HTTP.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl EdgeConfig {
@@ -138,6 +140,7 @@ impl EdgeConfig {
             allowed_origins: Vec::new(),
             allow_loopback_origins: false,
             service_tokens: Vec::new(),
+            tls: None,
         }
     }
 }

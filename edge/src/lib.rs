@@ -31,6 +31,7 @@ mod refresh;
 mod revocations;
 mod rooms;
 mod state;
+pub mod tls;
 mod users;
 mod wire;
 
@@ -83,6 +84,15 @@ pub async fn serve_on(
             auth::MAX_LEEWAY_SECS
         )));
     }
+    // First: a bad certificate should stop the edge before it announces itself.
+    let certificates = match &config.tls {
+        Some(files) => Some(tls::Certificates::load(files.clone())?),
+        None => None,
+    };
+    let acceptor = certificates
+        .as_ref()
+        .map(tls::Certificates::acceptor)
+        .transpose()?;
     let (verifier, jwks) = verifier(&config)?;
     let mut revocation_followers = revocations::open(&*log).await?;
     let partitions = log.partitions(topics::DELIVERIES).await?;
@@ -147,6 +157,9 @@ pub async fn serve_on(
         .map(|f| tokio::spawn(revocations::follow(shared.clone(), f, tasks.clone())))
         .collect();
     let jwks_task = jwks.map(|j| tokio::spawn(j.run(tasks.clone())));
+    if let Some(certificates) = certificates {
+        tokio::spawn(certificates.watch(tasks.clone()));
+    }
 
     let addr = listener
         .local_addr()
@@ -156,6 +169,7 @@ pub async fn serve_on(
         node = %shared.config.node,
         addr = %addr,
         partition,
+        tls = acceptor.is_some(),
         "edge serving"
     );
     let app = http::router(shared.clone()).layer(layer);
@@ -163,7 +177,7 @@ pub async fn serve_on(
     // awaiting their ack) finish, bounded; then the transports close, which stock clients
     // take as a cue to reconnect (to another edge behind the load balancer).
     let stop = (shutdown.clone(), shared.clone());
-    listener::serve(listener, app, shared.clone(), async move {
+    listener::serve(listener, app, shared.clone(), acceptor, async move {
         stop.0.cancelled().await;
         stop.1.draining.store(true, Ordering::Release);
     })

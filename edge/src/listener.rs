@@ -3,6 +3,8 @@
 //! (read buffer bound, header timeout) are ours: most connections are idle WebSockets, and
 //! what each one costs is set here. It is also where a connection is first seen, so the
 //! per-address caps, the Origin check and the byte counting of each connection start here.
+//! With TLS, the handshake runs in the connection's own task after those checks, bounded by
+//! the request-head timeout, so a slow or failed handshake costs only its own connection.
 
 use crate::compact;
 use crate::state::Shared;
@@ -16,6 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// The largest request head hyper buffers (its minimum is 8 KiB).
@@ -25,13 +28,15 @@ pub const MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
 const TOO_MANY: &[u8] =
     b"HTTP/1.1 429 Too Many Requests\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
 
-/// Serves `app` on `listener` until `shutdown` completes. A client that has not sent a whole
-/// request head within the head timeout is disconnected (a stalled handshake holds a socket),
-/// and so is a connection with no authenticated client on it after the auth timeout.
+/// Serves `app` on `listener` until `shutdown` completes, over TLS with `tls`. A client that
+/// has not finished the TLS handshake, or sent a whole request head, within the head timeout
+/// is disconnected (a stalled handshake holds a socket), and so is a connection with no
+/// authenticated client on it after the auth timeout.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -72,6 +77,8 @@ pub async fn serve(
             tracing::warn!(error = %e, "cannot set TCP_NODELAY");
         }
         let wire = Wire::new(slot, shared.sessions.clone());
+        // Under TLS, so the auth deadline covers the handshake and the bytes counted are
+        // the ones that really left (rustls holds at most 64 KiB of its own per connection).
         let io = Counted::new(tcp, wire.clone(), shared.config.auth_timeout);
         let app = app.clone();
         let shared_for_requests = shared.clone();
@@ -95,12 +102,40 @@ pub async fn serve(
                 app.oneshot(req).await
             }
         });
-        let conn = http
-            .serve_connection(TokioIo::new(io), service)
-            .with_upgrades();
+        let Some(tls) = tls.clone() else {
+            let conn = http
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades();
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "http connection ended");
+                }
+            });
+            continue;
+        };
+        let (http, shared) = (http.clone(), shared.clone());
         tokio::spawn(async move {
+            let handshake =
+                tokio::time::timeout(shared.config.request_head_timeout, tls.accept(io));
+            let stream = match handshake.await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    // Plain HTTP on this port, an untrusted certificate, a scanner.
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    shared.metrics.refused.with_label_values(&["tls"]).inc();
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    shared.metrics.refused.with_label_values(&["tls"]).inc();
+                    return;
+                }
+            };
+            let conn = http
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "http connection ended");
+                tracing::debug!(error = %e, "https connection ended");
             }
         });
     }

@@ -41,6 +41,8 @@ pub struct KafkaConfig {
     pub fetch_wait_ms: u32,
     /// Replication factor for topics this program creates.
     pub replication_factor: i32,
+    /// Encryption and authentication towards the brokers.
+    pub security: KafkaSecurity,
     /// Any other librdkafka setting, applied last.
     pub overrides: Vec<(String, String)>,
 }
@@ -53,16 +55,20 @@ impl KafkaConfig {
             linger_ms: 0,
             fetch_wait_ms: 10,
             replication_factor: 1,
+            security: KafkaSecurity::default(),
             overrides: Vec::new(),
         }
     }
 
+    /// What every client (producers, consumers, readers, admin) starts from, so the
+    /// security settings reach all of them.
     fn base(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.brokers)
             .set("socket.nagle.disable", "true")
             .set("message.max.bytes", "2000000");
+        self.security.apply(&mut config);
         config
     }
 
@@ -125,6 +131,175 @@ impl KafkaConfig {
     }
 }
 
+/// Kafka's `security.protocol`: whether the connection is TLS, SASL, both or neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SecurityProtocol {
+    #[default]
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    pub fn uses_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+
+    pub fn uses_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+}
+
+impl std::str::FromStr for SecurityProtocol {
+    type Err = SecurityError;
+
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(match text.trim().to_ascii_uppercase().as_str() {
+            "PLAINTEXT" => SecurityProtocol::Plaintext,
+            "SSL" => SecurityProtocol::Ssl,
+            "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
+            "SASL_SSL" => SecurityProtocol::SaslSsl,
+            _ => return Err(SecurityError::Protocol(text.to_string())),
+        })
+    }
+}
+
+/// The SASL mechanisms librdkafka is built with here (no GSSAPI, no OAUTHBEARER).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SaslMechanism {
+    #[default]
+    ScramSha256,
+    ScramSha512,
+    Plain,
+}
+
+impl SaslMechanism {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+            SaslMechanism::Plain => "PLAIN",
+        }
+    }
+}
+
+impl std::str::FromStr for SaslMechanism {
+    type Err = SecurityError;
+
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(match text.trim().to_ascii_uppercase().as_str() {
+            "SCRAM-SHA-256" => SaslMechanism::ScramSha256,
+            "SCRAM-SHA-512" => SaslMechanism::ScramSha512,
+            "PLAIN" => SaslMechanism::Plain,
+            _ => return Err(SecurityError::Mechanism(text.to_string())),
+        })
+    }
+}
+
+/// Why a Kafka security setting was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecurityError {
+    #[error("unknown security protocol {0:?}: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")]
+    Protocol(String),
+    #[error("unknown SASL mechanism {0:?}: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN")]
+    Mechanism(String),
+    #[error("{0} needs a SASL username and password")]
+    MissingCredentials(&'static str),
+    #[error("a SASL username or password is set, but {0} does not use SASL (SASL_PLAINTEXT or SASL_SSL)")]
+    CredentialsWithoutSasl(&'static str),
+    #[error("a CA file is set, but {0} does not use TLS (SSL or SASL_SSL)")]
+    CaWithoutTls(&'static str),
+}
+
+/// Encryption and authentication towards the brokers, applied to every client.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct KafkaSecurity {
+    pub protocol: SecurityProtocol,
+    /// Used with the SASL protocols only.
+    pub mechanism: SaslMechanism,
+    pub username: String,
+    pub password: String,
+    /// PEM file of the CA(s) that signed the brokers' certificates (`ssl.ca.location`);
+    /// none: the system's trust store (the `ca-certificates` package on Debian).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+// By hand, so the password never reaches a log line.
+impl std::fmt::Debug for KafkaSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSecurity")
+            .field("protocol", &self.protocol)
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .field(
+                "password",
+                &if self.password.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+impl KafkaSecurity {
+    /// Refuses combinations that would be silently ignored or could never connect.
+    pub fn check(&self) -> std::result::Result<(), SecurityError> {
+        let protocol = self.protocol.as_str();
+        let credentials = !self.username.is_empty() || !self.password.is_empty();
+        if self.protocol.uses_sasl() {
+            if self.username.is_empty() || self.password.is_empty() {
+                return Err(SecurityError::MissingCredentials(protocol));
+            }
+        } else if credentials {
+            return Err(SecurityError::CredentialsWithoutSasl(protocol));
+        }
+        if self.ca_file.is_some() && !self.protocol.uses_tls() {
+            return Err(SecurityError::CaWithoutTls(protocol));
+        }
+        Ok(())
+    }
+
+    /// Whether a password would cross the network in clear (PLAIN without TLS).
+    pub fn sends_password_in_clear(&self) -> bool {
+        self.protocol == SecurityProtocol::SaslPlaintext && self.mechanism == SaslMechanism::Plain
+    }
+
+    fn apply(&self, config: &mut ClientConfig) {
+        config.set("security.protocol", self.protocol.as_str());
+        if self.protocol.uses_sasl() {
+            config
+                .set("sasl.mechanism", self.mechanism.as_str())
+                .set("sasl.username", &self.username)
+                .set("sasl.password", &self.password);
+        }
+        if self.protocol.uses_tls() {
+            // OpenSSL is linked statically, so its built-in CA path is not the system's:
+            // "probe" has librdkafka look in the usual places (/etc/ssl/certs, ...).
+            let ca = match &self.ca_file {
+                Some(ca) => ca.to_string_lossy().into_owned(),
+                None => "probe".into(),
+            };
+            config.set("ssl.ca.location", ca);
+        }
+    }
+}
+
 fn unavailable(e: KafkaError) -> LogError {
     match e.rdkafka_error_code() {
         Some(Code::MessageSizeTooLarge) | Some(Code::InvalidMessageSize) => LogError::TooLarge {
@@ -142,6 +317,19 @@ fn unavailable(e: KafkaError) -> LogError {
     }
 }
 
+/// Events a never-subscribed consumer has queued, read at most this many at a time.
+const MAX_DRAINED_EVENTS: usize = 1000;
+
+/// Drops the events (connection errors) queued on the metadata consumer: nothing else polls
+/// it, so while the brokers are unreachable they would only pile up.
+fn drain_events(consumer: &BaseConsumer) {
+    for _ in 0..MAX_DRAINED_EVENTS {
+        if consumer.poll(Duration::ZERO).is_none() {
+            break;
+        }
+    }
+}
+
 /// How long [`Log::writable`] waits for Kafka's answer.
 const WRITABLE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -149,11 +337,63 @@ fn join_error(e: tokio::task::JoinError) -> LogError {
     LogError::Unavailable(format!("kafka task: {e}"))
 }
 
+/// How long a refused login counts as the reason a later request failed.
+const AUTH_MEMORY: Duration = Duration::from_secs(60);
+
+/// The context of the producers: besides logging librdkafka's errors as the default does,
+/// it remembers the last refused SASL login, with librdkafka's reason. A refused login
+/// otherwise only shows as a transport failure of the request that needed the broker; the
+/// main producer polls its events all the time, so it hears of it first.
+#[derive(Clone, Default)]
+struct AuthWatch {
+    refused: Arc<Mutex<Option<(std::time::Instant, String)>>>,
+}
+
+impl AuthWatch {
+    /// librdkafka's reason, if a login was refused within [`AUTH_MEMORY`].
+    fn recent(&self) -> Option<String> {
+        let refused = self.refused.lock().ok()?;
+        let (when, why) = refused.as_ref()?;
+        (when.elapsed() < AUTH_MEMORY).then(|| why.clone())
+    }
+
+    fn clear(&self) {
+        if let Ok(mut refused) = self.refused.lock() {
+            *refused = None;
+        }
+    }
+
+    /// The error a failed request gets: [`LogError::Unauthenticated`] after a refused login.
+    fn explain(&self, e: KafkaError) -> LogError {
+        match self.recent() {
+            Some(why) => LogError::Unauthenticated(format!(
+                "kafka: {why}; check the SASL username, password and mechanism \
+                 (TIDINGS_KAFKA_SASL_*)"
+            )),
+            None => unavailable(e),
+        }
+    }
+}
+
+impl ClientContext for AuthWatch {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(Code::Authentication) {
+            if let Ok(mut refused) = self.refused.lock() {
+                *refused = Some((std::time::Instant::now(), reason.to_string()));
+            }
+        }
+        tracing::error!(target: "rdkafka::client", "librdkafka: {error}: {reason}");
+    }
+}
+
+type KafkaProducer = FutureProducer<AuthWatch>;
+
 /// The log on a Kafka cluster.
 #[derive(Clone)]
 pub struct KafkaLog {
     config: KafkaConfig,
-    producer: FutureProducer,
+    producer: KafkaProducer,
+    auth: AuthWatch,
     /// For metadata and watermarks; never subscribes.
     metadata: Arc<BaseConsumer>,
     partitions: Arc<Mutex<HashMap<String, u32>>>,
@@ -161,7 +401,11 @@ pub struct KafkaLog {
 
 impl KafkaLog {
     pub fn connect(config: KafkaConfig) -> Result<Self> {
-        let producer: FutureProducer = config.producer(None).create().map_err(unavailable)?;
+        let auth = AuthWatch::default();
+        let producer: KafkaProducer = config
+            .producer(None)
+            .create_with_context(auth.clone())
+            .map_err(unavailable)?;
         let metadata: BaseConsumer = config
             .consumer("tidings-metadata", StartAt::Latest, None)
             .create()
@@ -169,18 +413,30 @@ impl KafkaLog {
         Ok(Self {
             config,
             producer,
+            auth,
             metadata: Arc::new(metadata),
             partitions: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
-    /// Fails unless the cluster answers a metadata request within `timeout`.
+    /// Fails unless the cluster answers a metadata request within `timeout`;
+    /// [`LogError::Unauthenticated`] if a broker refused our SASL credentials meanwhile.
     pub async fn ping(&self, timeout: Duration) -> Result<()> {
         let metadata = self.metadata.clone();
-        tokio::task::spawn_blocking(move || metadata.fetch_metadata(None, timeout).map(|_| ()))
-            .await
-            .map_err(join_error)?
-            .map_err(unavailable)
+        let auth = self.auth.clone();
+        tokio::task::spawn_blocking(move || {
+            let fetched = metadata.fetch_metadata(None, timeout);
+            drain_events(&metadata);
+            match fetched {
+                Ok(_) => {
+                    auth.clear();
+                    Ok(())
+                }
+                Err(e) => Err(auth.explain(e)),
+            }
+        })
+        .await
+        .map_err(join_error)?
     }
 
     async fn partition_count(&self, topic: &str) -> Result<u32> {
@@ -219,7 +475,7 @@ impl KafkaLog {
     /// order in a partition (the idempotent producer preserves it through retries).
     async fn enqueue(
         &self,
-        producer: &FutureProducer,
+        producer: &KafkaProducer,
         record: &OutRecord,
     ) -> Result<DeliveryFuture> {
         validate(record)?;
@@ -251,14 +507,14 @@ impl KafkaLog {
         }
     }
 
-    async fn send(&self, producer: &FutureProducer, record: &OutRecord) -> Result<Position> {
+    async fn send(&self, producer: &KafkaProducer, record: &OutRecord) -> Result<Position> {
         delivered(self.enqueue(producer, record).await?).await
     }
 
     /// Enqueues every record in order, then waits until all are durable.
     async fn send_all(
         &self,
-        producer: &FutureProducer,
+        producer: &KafkaProducer,
         records: &[OutRecord],
     ) -> Result<Vec<Position>> {
         let mut deliveries = Vec::with_capacity(records.len());
@@ -499,10 +755,10 @@ impl Log for KafkaLog {
         let transactional = match &options.transactional_id {
             None => None,
             Some(id) => {
-                let producer: FutureProducer = self
+                let producer: KafkaProducer = self
                     .config
                     .producer(Some(id))
-                    .create()
+                    .create_with_context(self.auth.clone())
                     .map_err(unavailable)?;
                 let init = producer.clone();
                 tokio::task::spawn_blocking(move || {
@@ -582,6 +838,7 @@ impl Log for KafkaLog {
             .unwrap_or_default();
         topics.sort();
         let metadata = self.metadata.clone();
+        let auth = self.auth.clone();
         tokio::task::spawn_blocking(move || {
             let deadline = std::time::Instant::now() + WRITABLE_TIMEOUT;
             // No topic used yet: one request for all topics still proves a broker answers.
@@ -592,9 +849,9 @@ impl Log for KafkaLog {
             };
             for request in requests {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
-                let md = metadata
-                    .fetch_metadata(request, left)
-                    .map_err(unavailable)?;
+                let fetched = metadata.fetch_metadata(request, left);
+                drain_events(&metadata);
+                let md = fetched.map_err(|e| auth.explain(e))?;
                 if md.brokers().is_empty() {
                     return Err(LogError::Unavailable("kafka: no broker is up".into()));
                 }
@@ -639,7 +896,7 @@ struct KafkaConsumer {
     log: KafkaLog,
     consumer: Arc<StreamConsumer<EpochContext>>,
     epoch: Arc<AtomicU64>,
-    transactional: Option<FutureProducer>,
+    transactional: Option<KafkaProducer>,
     /// Set when a transaction failed: the in-memory position may be past what is committed.
     poisoned: bool,
 }
@@ -734,5 +991,64 @@ struct KafkaReader {
 impl PartitionReader for KafkaReader {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>> {
         receive(&self.consumer, max, wait).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_reaches_every_client_and_only_what_the_protocol_uses() {
+        let mut config = KafkaConfig::new("b:9094");
+        config.security = KafkaSecurity {
+            protocol: SecurityProtocol::SaslSsl,
+            mechanism: SaslMechanism::ScramSha512,
+            username: "u".into(),
+            password: "p".into(),
+            ca_file: Some("/ca.pem".into()),
+        };
+        let clients = [
+            config.producer(None),
+            config.producer(Some("t")),
+            config.consumer("g", StartAt::Earliest, None),
+            config.finish(config.base()),
+        ];
+        for client in clients {
+            assert_eq!(client.get("security.protocol"), Some("SASL_SSL"));
+            assert_eq!(client.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+            assert_eq!(client.get("sasl.username"), Some("u"));
+            assert_eq!(client.get("sasl.password"), Some("p"));
+            assert_eq!(client.get("ssl.ca.location"), Some("/ca.pem"));
+        }
+        let plain = KafkaConfig::new("b:9092").producer(None);
+        assert_eq!(plain.get("security.protocol"), Some("PLAINTEXT"));
+        assert_eq!(plain.get("sasl.mechanism"), None);
+        assert_eq!(plain.get("ssl.ca.location"), None);
+        assert!(!format!("{:?}", config.security).contains("\"p\""));
+        let mut system_cas = KafkaConfig::new("b:9093");
+        system_cas.security.protocol = SecurityProtocol::Ssl;
+        let client = system_cas.consumer("g", StartAt::Latest, None);
+        assert_eq!(client.get("ssl.ca.location"), Some("probe"));
+        assert_eq!(client.get("sasl.username"), None);
+    }
+
+    #[test]
+    fn protocols_and_mechanisms_parse_as_kafka_spells_them() {
+        assert_eq!("sasl_ssl".parse(), Ok(SecurityProtocol::SaslSsl));
+        assert_eq!("PLAINTEXT".parse(), Ok(SecurityProtocol::Plaintext));
+        assert!("TLS".parse::<SecurityProtocol>().is_err());
+        assert_eq!("scram-sha-256".parse(), Ok(SaslMechanism::ScramSha256));
+        assert_eq!("PLAIN".parse(), Ok(SaslMechanism::Plain));
+        assert!("GSSAPI".parse::<SaslMechanism>().is_err());
+        let clear = KafkaSecurity {
+            protocol: SecurityProtocol::SaslPlaintext,
+            mechanism: SaslMechanism::Plain,
+            username: "u".into(),
+            password: "p".into(),
+            ca_file: None,
+        };
+        assert!(clear.sends_password_in_clear());
+        assert_eq!(clear.check(), Ok(()));
     }
 }

@@ -128,6 +128,9 @@ pub enum LogError {
     Fenced(String),
     #[error("log unavailable: {0}")]
     Unavailable(String),
+    /// The brokers refused this process's credentials: retrying will not help.
+    #[error("log refused our credentials: {0}")]
+    Unauthenticated(String),
     #[error("log is shut down")]
     Closed,
 }

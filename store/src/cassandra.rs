@@ -12,12 +12,16 @@ use crate::{
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt, TryStreamExt};
+use openssl::ssl::{SslConnector, SslConnectorBuilder, SslFiletype, SslMethod, SslVerifyMode};
+use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::X509;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::Consistency;
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Rows per unlogged batch. A batch of one partition's rows is one mutation, which is where
@@ -42,6 +46,108 @@ pub struct CassandraConfig {
     pub bucket_size: i64,
     /// Most statements in flight per append call.
     pub write_concurrency: usize,
+    /// For clusters with `PasswordAuthenticator`; none: no authentication.
+    pub credentials: Option<Credentials>,
+    /// TLS to every node; none: plain CQL.
+    pub tls: Option<CassandraTls>,
+}
+
+/// A user and password for Cassandra's `PasswordAuthenticator`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+// By hand, so the password never reaches a log line.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// TLS to the nodes (`client_encryption_options` on the server side). A node's certificate
+/// must chain to a CA in `ca_file`; its name is not checked, since the driver connects to
+/// the addresses the cluster reports for its nodes, which certificates rarely name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CassandraTls {
+    /// PEM: the CA certificate(s) trusted for the nodes' certificates (only these).
+    pub ca_file: PathBuf,
+    /// PEM certificate chain and private key of this client, for nodes that require
+    /// client certificates (`require_client_auth`); both or neither.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+/// A PEM file larger than this is not a CA bundle: refused before reading.
+const MAX_PEM_BYTES: u64 = 4 * 1024 * 1024;
+
+impl CassandraTls {
+    /// The driver's TLS context: only `ca_file`'s CAs trusted, the client certificate if any.
+    /// Checks every file, so a wrong one stops the process at start with its name.
+    pub fn connector(&self) -> Result<SslConnectorBuilder> {
+        let fail = |what: &str, path: &Path, why: String| {
+            StoreError::Config(format!("Cassandra TLS {what} {}: {why}", path.display()))
+        };
+        let size = std::fs::metadata(&self.ca_file)
+            .map_err(|e| fail("CA file", &self.ca_file, e.to_string()))?
+            .len();
+        if size > MAX_PEM_BYTES {
+            return Err(fail("CA file", &self.ca_file, format!("{size} bytes")));
+        }
+        let pem = std::fs::read(&self.ca_file)
+            .map_err(|e| fail("CA file", &self.ca_file, e.to_string()))?;
+        let cas = X509::stack_from_pem(&pem)
+            .map_err(|e| fail("CA file", &self.ca_file, e.to_string()))?;
+        if cas.is_empty() {
+            return Err(fail(
+                "CA file",
+                &self.ca_file,
+                "no CERTIFICATE in it".into(),
+            ));
+        }
+        let openssl =
+            |e: openssl::error::ErrorStack| StoreError::Config(format!("Cassandra TLS: {e}"));
+        let mut store = X509StoreBuilder::new().map_err(openssl)?;
+        for ca in cas {
+            store.add_cert(ca).map_err(openssl)?;
+        }
+        let mut builder = SslConnector::builder(SslMethod::tls_client()).map_err(openssl)?;
+        // Replaces the default store: the system's CAs are not trusted for the cluster.
+        builder.set_cert_store(store.build());
+        builder.set_verify(SslVerifyMode::PEER);
+        match (&self.cert_file, &self.key_file) {
+            (None, None) => {}
+            (Some(cert), Some(key)) => {
+                builder
+                    .set_certificate_chain_file(cert)
+                    .map_err(|e| fail("client certificate", cert, e.to_string()))?;
+                builder
+                    .set_private_key_file(key, SslFiletype::PEM)
+                    .map_err(|e| {
+                        let cert = cert.display();
+                        fail("client key", key, format!("{e} (is it the key of {cert}?)"))
+                    })?;
+                builder.check_private_key().map_err(|e| {
+                    fail(
+                        "client key",
+                        key,
+                        format!("does not match the certificate: {e}"),
+                    )
+                })?;
+            }
+            _ => {
+                return Err(StoreError::Config(
+                    "Cassandra TLS: a client certificate needs its key, and a key its certificate"
+                        .into(),
+                ))
+            }
+        }
+        Ok(builder)
+    }
 }
 
 impl CassandraConfig {
@@ -53,6 +159,8 @@ impl CassandraConfig {
             consistency: Consistency::LocalQuorum,
             bucket_size: 1000,
             write_concurrency: 64,
+            credentials: None,
+            tls: None,
         }
     }
 }
@@ -277,12 +385,16 @@ pub struct CassandraStore {
 }
 
 async fn connect_session(config: &CassandraConfig) -> Result<Session> {
-    SessionBuilder::new()
+    let mut builder = SessionBuilder::new()
         .known_nodes(&config.contact_points)
-        .connection_timeout(Duration::from_secs(5))
-        .build()
-        .await
-        .map_err(unavailable)
+        .connection_timeout(Duration::from_secs(5));
+    if let Some(c) = &config.credentials {
+        builder = builder.user(&c.username, &c.password);
+    }
+    if let Some(tls) = &config.tls {
+        builder = builder.tls_context(Some(tls.connector()?));
+    }
+    builder.build().await.map_err(unavailable)
 }
 
 impl CassandraStore {
@@ -1016,6 +1128,45 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Throwaway self-signed pairs, shared with the edge's TLS tests.
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../edge/tests/fixtures/tls")
+            .join(name)
+    }
+
+    #[test]
+    fn tls_settings_load_or_name_the_file_that_is_wrong() {
+        let tls = |ca: &str, cert: Option<&str>, key: Option<&str>| CassandraTls {
+            ca_file: fixture(ca),
+            cert_file: cert.map(fixture),
+            key_file: key.map(fixture),
+        };
+        tls("a.crt", None, None).connector().map(drop).unwrap();
+        tls("a.crt", Some("b.crt"), Some("b.key"))
+            .connector()
+            .map(drop)
+            .unwrap();
+        for (settings, expected) in [
+            (tls("missing.crt", None, None), "CA file"),
+            (tls("a.key", None, None), "a.key"),
+            (tls("a.crt", Some("a.crt"), Some("b.key")), "b.key: error"),
+            (tls("a.crt", Some("a.crt"), None), "needs its key"),
+        ] {
+            let err = settings.connector().map(drop).unwrap_err();
+            assert!(matches!(err, StoreError::Config(_)), "{err}");
+            assert!(
+                err.to_string().contains(expected),
+                "{err} should say {expected:?}"
+            );
+        }
+        let credentials = Credentials {
+            username: "tidings".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{credentials:?}").contains("hunter2"));
+    }
 
     #[test]
     fn replication_parses_both_strategies_into_cql() {

@@ -144,6 +144,9 @@ pub enum StoreError {
     },
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A setting that can never work (an unreadable CA file, say): retrying will not help.
+    #[error("store settings: {0}")]
+    Config(String),
 }
 
 impl StoreError {
@@ -151,7 +154,7 @@ impl StoreError {
         match self {
             StoreError::Invalid { .. } => "invalid",
             StoreError::TooLarge { .. } => "too_large",
-            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Unavailable(_) | StoreError::Config(_) => "unavailable",
         }
     }
 }

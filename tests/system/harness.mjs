@@ -4,6 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHmac, randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,20 +55,40 @@ export async function waitUntil(what, check, timeoutMs = 30000) {
   }
 }
 
+/** GET over HTTPS trusting `ca` (PEM); resolves to { status, body }. */
+export function httpsGet(url, { ca, timeoutMs = 5000 } = {}) {
+  return new Promise((resolve, reject) => {
+    // No agent: no kept-alive connection left behind to count against a per-address cap.
+    const req = httpsRequest(url, { ca, timeout: timeoutMs, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => {
+        if (body.length < 65536) body += chunk;
+      });
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 /** One `tidings` process: start, SIGKILL, start again with the same settings. */
 export class Proc {
-  /** `ops`: the port is TIDINGS_OPS_LISTEN (a processor's probes), not TIDINGS_LISTEN. */
-  constructor(args, env, { port, ops = false } = {}) {
+  /** `ops`: the port is TIDINGS_OPS_LISTEN (a processor's probes), not TIDINGS_LISTEN.
+   *  `ca`: the process serves HTTPS with a certificate this PEM CA signed. */
+  constructor(args, env, { port, ops = false, ca } = {}) {
     this.args = args;
     this.env = env;
     this.port = port;
     this.ops = ops;
+    this.ca = ca;
     this.child = null;
     this.output = [];
   }
 
   get url() {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.ca ? 'https' : 'http'}://127.0.0.1:${this.port}`;
   }
 
   async start() {
@@ -88,6 +109,7 @@ export class Proc {
   async ready(timeoutMs = 60000) {
     await waitUntil(`${this.args.join(' ')} /readyz`, async () => {
       if (this.child.exitCode !== null) throw new Error(`exited: ${this.output.join('')}`);
+      if (this.ca) return (await httpsGet(`${this.url}/readyz`, { ca: this.ca })).status === 200;
       const res = await fetch(`${this.url}/readyz`);
       return res.status === 200;
     }, timeoutMs);
@@ -105,7 +127,7 @@ export class Proc {
   }
 }
 
-export function standalone(dataDir, extraEnv = {}) {
+export function standalone(dataDir, extraEnv = {}, { ca } = {}) {
   return freePort().then((port) =>
     new Proc(['standalone'], {
       TIDINGS_DATA_DIR: dataDir,
@@ -119,7 +141,7 @@ export function standalone(dataDir, extraEnv = {}) {
       // Small, so a handful of users shows how large rooms behave.
       TIDINGS_PRESENCE_EVENTS_MAX: '5',
       ...extraEnv,
-    }, { port }).start());
+    }, { port, ca }).start());
 }
 
 export function distributedEnv(extra = {}) {
@@ -139,10 +161,11 @@ export function distributedEnv(extra = {}) {
   };
 }
 
-/** Connects a stock socket.io-client; resolves once connected, rejects on connect_error. */
-export function connect(url, auth, { transports = ['websocket'] } = {}) {
+/** Connects a stock socket.io-client; resolves once connected, rejects on connect_error.
+ *  Other options (`ca` for a TLS edge, say) go to the client as they are. */
+export function connect(url, auth, { transports = ['websocket'], ...options } = {}) {
   return new Promise((resolve, reject) => {
-    const socket = io(url, { auth, transports, reconnection: false, forceNew: true, timeout: 10000 });
+    const socket = io(url, { auth, transports, reconnection: false, forceNew: true, timeout: 10000, ...options });
     socket.messages = [];
     socket.typing = [];
     socket.presence = [];

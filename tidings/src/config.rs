@@ -5,17 +5,24 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tidings_log::kafka::KafkaConfig;
+use tidings_edge::tls::TlsFiles;
+use tidings_log::kafka::{KafkaConfig, KafkaSecurity};
 use tidings_log::topics::{self, TopicSpec};
 use tidings_processors::sequencer::PresendConfig;
 use tidings_processors::webhook::{Endpoint, WebhookConfig};
-use tidings_store::cassandra::{parse_consistency, CassandraConfig, Replication};
+use tidings_store::cassandra::{
+    parse_consistency, CassandraConfig, CassandraTls, Credentials, Replication,
+};
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address:port the edge serves (Socket.IO, HTTP).
     pub listen: String,
+    /// PEM certificate chain and private key: with both, the edge serves HTTPS and WSS on
+    /// `listen` instead of plain HTTP (`TIDINGS_TLS_CERT`, `TIDINGS_TLS_KEY`).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// Where the embedded log and store live (`tidings standalone`).
     pub data_dir: PathBuf,
     /// HS256 key for client tokens. Empty in standalone: a random one is made and the
@@ -177,6 +184,16 @@ pub struct KafkaSection {
     pub linger_ms: u32,
     pub fetch_wait_ms: u32,
     pub replication_factor: i32,
+    /// PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    pub security_protocol: String,
+    /// SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN (SASL protocols only).
+    pub sasl_mechanism: String,
+    pub sasl_username: String,
+    pub sasl_password: String,
+    /// A file holding the password (a mounted secret), instead of `sasl_password`.
+    pub sasl_password_file: Option<PathBuf>,
+    /// PEM of the CA(s) that signed the brokers' certificates (SSL protocols only).
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -191,12 +208,24 @@ pub struct CassandraSection {
     pub replication: Option<String>,
     pub consistency: String,
     pub bucket_size: i64,
+    /// PasswordAuthenticator credentials; none when `username` is empty.
+    pub username: String,
+    pub password: String,
+    /// A file holding the password (a mounted secret), instead of `password`.
+    pub password_file: Option<PathBuf>,
+    /// PEM of the CA(s) that signed the nodes' certificates: TLS is on when set.
+    pub ca_file: Option<PathBuf>,
+    /// This client's PEM certificate and key, for nodes that require one.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            tls_cert: None,
+            tls_key: None,
             data_dir: PathBuf::from("./data"),
             jwt_secret: String::new(),
             dev_tokens: false,
@@ -236,6 +265,12 @@ impl Default for KafkaSection {
             linger_ms: defaults.linger_ms,
             fetch_wait_ms: defaults.fetch_wait_ms,
             replication_factor: defaults.replication_factor,
+            security_protocol: defaults.security.protocol.as_str().into(),
+            sasl_mechanism: defaults.security.mechanism.as_str().into(),
+            sasl_username: String::new(),
+            sasl_password: String::new(),
+            sasl_password_file: None,
+            ca_file: None,
         }
     }
 }
@@ -250,8 +285,61 @@ impl Default for CassandraSection {
             replication: None,
             consistency: "LOCAL_QUORUM".into(),
             bucket_size: defaults.bucket_size,
+            username: String::new(),
+            password: String::new(),
+            password_file: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
         }
     }
+}
+
+/// A secret file larger than this is not a password: refused before reading.
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// The password in `file`, without the line end most editors and `echo` add.
+fn read_secret(name: &str, file: &Path) -> Result<String> {
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("{name}: reading {}", file.display()))?
+        .len();
+    if size > MAX_SECRET_FILE_BYTES {
+        bail!(
+            "{name}: {} is {size} bytes, too large for a password",
+            file.display()
+        );
+    }
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("{name}: reading {}", file.display()))?;
+    let secret = text.trim_end_matches(['\n', '\r']);
+    if secret.is_empty() {
+        bail!("{name}: {} is empty", file.display());
+    }
+    Ok(secret.to_string())
+}
+
+/// Takes the password from `file` if one is named; both a password and a file is an error,
+/// since which one wins would be a guess.
+fn resolve_secret(
+    password: &mut String,
+    file: &mut Option<PathBuf>,
+    names: (&str, &str),
+) -> Result<()> {
+    let Some(path) = file.take() else {
+        return Ok(());
+    };
+    if !password.is_empty() {
+        bail!("{} and {} are both set: set one", names.0, names.1);
+    }
+    *password = read_secret(names.1, &path)?;
+    Ok(())
+}
+
+/// Fails unless `path` can be opened for reading, naming the setting.
+fn readable(name: &str, path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .map(drop)
+        .with_context(|| format!("{name}: cannot read {}", path.display()))
 }
 
 fn list(value: &str) -> Vec<String> {
@@ -281,6 +369,12 @@ impl Config {
         };
         if let Some(v) = env("TIDINGS_LISTEN") {
             config.listen = v;
+        }
+        if let Some(v) = env("TIDINGS_TLS_CERT") {
+            config.tls_cert = Some(v.into());
+        }
+        if let Some(v) = env("TIDINGS_TLS_KEY") {
+            config.tls_key = Some(v.into());
         }
         if let Some(v) = env("TIDINGS_DATA_DIR") {
             config.data_dir = v.into();
@@ -402,9 +496,63 @@ impl Config {
                 format!("TIDINGS_KAFKA_REPLICATION_FACTOR must be a whole number, got {v:?}")
             })?;
         }
+        let kafka = &mut config.kafka;
+        if let Some(v) = env("TIDINGS_KAFKA_SECURITY_PROTOCOL") {
+            kafka.security_protocol = v;
+        }
+        if let Some(v) = env("TIDINGS_KAFKA_SASL_MECHANISM") {
+            kafka.sasl_mechanism = v;
+        }
+        if let Some(v) = env("TIDINGS_KAFKA_SASL_USERNAME") {
+            kafka.sasl_username = v;
+        }
+        if let Some(v) = env("TIDINGS_KAFKA_SASL_PASSWORD") {
+            kafka.sasl_password = v;
+        }
+        if let Some(v) = env("TIDINGS_KAFKA_SASL_PASSWORD_FILE") {
+            kafka.sasl_password_file = Some(v.into());
+        }
+        if let Some(v) = env("TIDINGS_KAFKA_CA_FILE") {
+            kafka.ca_file = Some(v.into());
+        }
+        resolve_secret(
+            &mut kafka.sasl_password,
+            &mut kafka.sasl_password_file,
+            (
+                "TIDINGS_KAFKA_SASL_PASSWORD (kafka.sasl_password)",
+                "TIDINGS_KAFKA_SASL_PASSWORD_FILE (kafka.sasl_password_file)",
+            ),
+        )?;
         if let Some(v) = env("TIDINGS_CASSANDRA") {
             config.cassandra.contact_points = list(&v);
         }
+        let cassandra = &mut config.cassandra;
+        if let Some(v) = env("TIDINGS_CASSANDRA_USERNAME") {
+            cassandra.username = v;
+        }
+        if let Some(v) = env("TIDINGS_CASSANDRA_PASSWORD") {
+            cassandra.password = v;
+        }
+        if let Some(v) = env("TIDINGS_CASSANDRA_PASSWORD_FILE") {
+            cassandra.password_file = Some(v.into());
+        }
+        if let Some(v) = env("TIDINGS_CASSANDRA_CA_FILE") {
+            cassandra.ca_file = Some(v.into());
+        }
+        if let Some(v) = env("TIDINGS_CASSANDRA_CERT_FILE") {
+            cassandra.cert_file = Some(v.into());
+        }
+        if let Some(v) = env("TIDINGS_CASSANDRA_KEY_FILE") {
+            cassandra.key_file = Some(v.into());
+        }
+        resolve_secret(
+            &mut cassandra.password,
+            &mut cassandra.password_file,
+            (
+                "TIDINGS_CASSANDRA_PASSWORD (cassandra.password)",
+                "TIDINGS_CASSANDRA_PASSWORD_FILE (cassandra.password_file)",
+            ),
+        )?;
         if let Some(v) = env("TIDINGS_CASSANDRA_KEYSPACE") {
             config.cassandra.keyspace = v;
         }
@@ -527,6 +675,13 @@ impl Config {
         }
         self.cassandra_replication()
             .context("TIDINGS_CASSANDRA_REPLICATION (cassandra.replication)")?;
+        self.tls_files()?;
+        let kafka = self.kafka_security()?;
+        if let Some(ca) = &kafka.ca_file {
+            readable("TIDINGS_KAFKA_CA_FILE (kafka.ca_file)", ca)?;
+        }
+        self.cassandra_credentials()?;
+        self.cassandra_tls()?;
         if parse_consistency(&self.cassandra.consistency).is_none() {
             bail!(
                 "unknown Cassandra consistency {:?}",
@@ -595,12 +750,89 @@ impl Config {
         })
     }
 
+    /// The edge's certificate and key, if TLS is configured; one without the other is an
+    /// error (the edge would otherwise serve plain HTTP where TLS was meant).
+    pub fn tls_files(&self) -> Result<Option<TlsFiles>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => Ok(Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })),
+            (Some(_), None) => bail!("TIDINGS_TLS_CERT (tls_cert) is set without TIDINGS_TLS_KEY (tls_key): set both or neither"),
+            (None, Some(_)) => bail!("TIDINGS_TLS_KEY (tls_key) is set without TIDINGS_TLS_CERT (tls_cert): set both or neither"),
+        }
+    }
+
+    /// TLS and SASL towards Kafka, checked.
+    pub fn kafka_security(&self) -> Result<KafkaSecurity> {
+        let k = &self.kafka;
+        let security = KafkaSecurity {
+            protocol: k
+                .security_protocol
+                .parse()
+                .context("TIDINGS_KAFKA_SECURITY_PROTOCOL (kafka.security_protocol)")?,
+            mechanism: k
+                .sasl_mechanism
+                .parse()
+                .context("TIDINGS_KAFKA_SASL_MECHANISM (kafka.sasl_mechanism)")?,
+            username: k.sasl_username.clone(),
+            password: k.sasl_password.clone(),
+            ca_file: k.ca_file.clone(),
+        };
+        security.check().context(
+            "Kafka security (TIDINGS_KAFKA_SECURITY_PROTOCOL, TIDINGS_KAFKA_SASL_USERNAME, \
+             TIDINGS_KAFKA_SASL_PASSWORD, TIDINGS_KAFKA_CA_FILE)",
+        )?;
+        Ok(security)
+    }
+
     pub fn kafka(&self) -> KafkaConfig {
         let mut kafka = KafkaConfig::new(&self.kafka.brokers);
         kafka.linger_ms = self.kafka.linger_ms;
         kafka.fetch_wait_ms = self.kafka.fetch_wait_ms;
         kafka.replication_factor = self.kafka.replication_factor;
+        // Checked in validate().
+        if let Ok(security) = self.kafka_security() {
+            kafka.security = security;
+        }
         kafka
+    }
+
+    fn cassandra_credentials(&self) -> Result<Option<Credentials>> {
+        let c = &self.cassandra;
+        match (c.username.is_empty(), c.password.is_empty()) {
+            (true, true) => Ok(None),
+            (false, false) => Ok(Some(Credentials {
+                username: c.username.clone(),
+                password: c.password.clone(),
+            })),
+            (true, false) => bail!("a Cassandra password is set without TIDINGS_CASSANDRA_USERNAME (cassandra.username)"),
+            (false, true) => bail!("TIDINGS_CASSANDRA_USERNAME (cassandra.username) is set without a password (TIDINGS_CASSANDRA_PASSWORD or TIDINGS_CASSANDRA_PASSWORD_FILE)"),
+        }
+    }
+
+    fn cassandra_tls(&self) -> Result<Option<CassandraTls>> {
+        let c = &self.cassandra;
+        let Some(ca_file) = &c.ca_file else {
+            if c.cert_file.is_some() || c.key_file.is_some() {
+                bail!("TIDINGS_CASSANDRA_CERT_FILE and TIDINGS_CASSANDRA_KEY_FILE need TIDINGS_CASSANDRA_CA_FILE (cassandra.ca_file), which turns TLS on");
+            }
+            return Ok(None);
+        };
+        if c.cert_file.is_some() != c.key_file.is_some() {
+            bail!("TIDINGS_CASSANDRA_CERT_FILE (cassandra.cert_file) and TIDINGS_CASSANDRA_KEY_FILE (cassandra.key_file): set both or neither");
+        }
+        readable("TIDINGS_CASSANDRA_CA_FILE (cassandra.ca_file)", ca_file)?;
+        if let (Some(cert), Some(key)) = (&c.cert_file, &c.key_file) {
+            readable("TIDINGS_CASSANDRA_CERT_FILE (cassandra.cert_file)", cert)?;
+            readable("TIDINGS_CASSANDRA_KEY_FILE (cassandra.key_file)", key)?;
+        }
+        Ok(Some(CassandraTls {
+            ca_file: ca_file.clone(),
+            cert_file: c.cert_file.clone(),
+            key_file: c.key_file.clone(),
+        }))
     }
 
     /// `cassandra.replication` if set, else SimpleStrategy with `cassandra.replication_factor`.
@@ -625,6 +857,9 @@ impl Config {
             cassandra.consistency = c;
         }
         cassandra.bucket_size = self.cassandra.bucket_size;
+        // Both checked in validate().
+        cassandra.credentials = self.cassandra_credentials().unwrap_or_default();
+        cassandra.tls = self.cassandra_tls().unwrap_or_default();
         cassandra
     }
 }
@@ -841,6 +1076,240 @@ mod tests {
         ] {
             let err = Config::load(None, env(&[(name, value)])).unwrap_err();
             assert!(format!("{err:#}").contains(name), "{err:#}");
+        }
+    }
+
+    #[test]
+    fn edge_tls_needs_both_files() {
+        assert_eq!(
+            Config::load(None, env(&[])).unwrap().tls_files().unwrap(),
+            None
+        );
+        let both = Config::load(
+            None,
+            env(&[
+                ("TIDINGS_TLS_CERT", "/c.pem"),
+                ("TIDINGS_TLS_KEY", "/k.pem"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            both.tls_files().unwrap(),
+            Some(TlsFiles {
+                cert: "/c.pem".into(),
+                key: "/k.pem".into()
+            })
+        );
+        for (name, other) in [
+            ("TIDINGS_TLS_CERT", "TIDINGS_TLS_KEY"),
+            ("TIDINGS_TLS_KEY", "TIDINGS_TLS_CERT"),
+        ] {
+            let err = Config::load(None, env(&[(name, "/x.pem")])).unwrap_err();
+            let text = format!("{err:#}");
+            assert!(text.contains(name) && text.contains(other), "{text}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tidings.toml");
+        std::fs::write(&file, "tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n").unwrap();
+        let from_file = Config::load(Some(&file), env(&[])).unwrap();
+        assert_eq!(from_file.tls_files().unwrap(), both.tls_files().unwrap());
+    }
+
+    #[test]
+    fn kafka_security_comes_from_the_environment_or_the_file_and_is_checked() {
+        use tidings_log::kafka::{SaslMechanism, SecurityProtocol};
+        let plain = Config::load(None, env(&[])).unwrap().kafka().security;
+        assert_eq!(plain, KafkaSecurity::default());
+        assert_eq!(plain.protocol, SecurityProtocol::Plaintext);
+
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("kafka-password");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let secret_path = secret.to_str().unwrap();
+        let ca_path = ca.to_str().unwrap();
+        let config = Config::load(
+            None,
+            env(&[
+                ("TIDINGS_KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+                ("TIDINGS_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+                ("TIDINGS_KAFKA_SASL_USERNAME", "tidings"),
+                ("TIDINGS_KAFKA_SASL_PASSWORD_FILE", secret_path),
+                ("TIDINGS_KAFKA_CA_FILE", ca_path),
+            ]),
+        )
+        .unwrap();
+        let security = config.kafka().security;
+        assert_eq!(security.protocol, SecurityProtocol::SaslSsl);
+        assert_eq!(security.mechanism, SaslMechanism::ScramSha512);
+        assert_eq!(security.username, "tidings");
+        assert_eq!(
+            security.password, "s3cret",
+            "the file's line end is not part of it"
+        );
+        assert_eq!(security.ca_file.as_deref(), Some(ca.as_path()));
+        assert!(!format!("{security:?}").contains("s3cret"));
+
+        let file = dir.path().join("tidings.toml");
+        std::fs::write(
+            &file,
+            "[kafka]\nsecurity_protocol = \"SASL_PLAINTEXT\"\nsasl_username = \"u\"\n\
+             sasl_password = \"p\"\n",
+        )
+        .unwrap();
+        let from_file = Config::load(Some(&file), env(&[]))
+            .unwrap()
+            .kafka()
+            .security;
+        assert_eq!(
+            (
+                from_file.protocol,
+                from_file.mechanism,
+                from_file.password.as_str()
+            ),
+            (
+                SecurityProtocol::SaslPlaintext,
+                SaslMechanism::ScramSha256,
+                "p"
+            )
+        );
+        assert!(!from_file.sends_password_in_clear());
+
+        for (pairs, expected) in [
+            (
+                vec![("TIDINGS_KAFKA_SECURITY_PROTOCOL", "TLS")],
+                "TIDINGS_KAFKA_SECURITY_PROTOCOL",
+            ),
+            (
+                vec![
+                    ("TIDINGS_KAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+                    ("TIDINGS_KAFKA_SASL_MECHANISM", "GSSAPI"),
+                ],
+                "TIDINGS_KAFKA_SASL_MECHANISM",
+            ),
+            (
+                vec![("TIDINGS_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")],
+                "needs a SASL username and password",
+            ),
+            (
+                vec![
+                    ("TIDINGS_KAFKA_SASL_USERNAME", "u"),
+                    ("TIDINGS_KAFKA_SASL_PASSWORD", "p"),
+                ],
+                "PLAINTEXT does not use SASL",
+            ),
+            (vec![("TIDINGS_KAFKA_CA_FILE", ca_path)], "does not use TLS"),
+            (
+                vec![
+                    ("TIDINGS_KAFKA_SECURITY_PROTOCOL", "SSL"),
+                    ("TIDINGS_KAFKA_CA_FILE", "/nonexistent/ca.pem"),
+                ],
+                "TIDINGS_KAFKA_CA_FILE",
+            ),
+            (
+                vec![
+                    ("TIDINGS_KAFKA_SASL_PASSWORD", "p"),
+                    ("TIDINGS_KAFKA_SASL_PASSWORD_FILE", secret_path),
+                ],
+                "are both set",
+            ),
+            (
+                vec![("TIDINGS_KAFKA_SASL_PASSWORD_FILE", "/nonexistent/password")],
+                "TIDINGS_KAFKA_SASL_PASSWORD_FILE",
+            ),
+        ] {
+            let err = Config::load(None, env(&pairs)).unwrap_err();
+            let text = format!("{err:#}");
+            assert!(text.contains(expected), "{pairs:?}: {text}");
+        }
+    }
+
+    #[test]
+    fn cassandra_credentials_and_tls_come_from_the_environment_or_the_file() {
+        let none = Config::load(None, env(&[])).unwrap().cassandra();
+        assert_eq!((none.credentials, none.tls), (None, None));
+
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("cassandra-password");
+        std::fs::write(&secret, "pw\r\n").unwrap();
+        let pem = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "pem").unwrap();
+            path.to_str().unwrap().to_string()
+        };
+        let (ca, cert, key) = (pem("ca.pem"), pem("client.pem"), pem("client.key"));
+        let config = Config::load(
+            None,
+            env(&[
+                ("TIDINGS_CASSANDRA_USERNAME", "tidings"),
+                ("TIDINGS_CASSANDRA_PASSWORD_FILE", secret.to_str().unwrap()),
+                ("TIDINGS_CASSANDRA_CA_FILE", &ca),
+                ("TIDINGS_CASSANDRA_CERT_FILE", &cert),
+                ("TIDINGS_CASSANDRA_KEY_FILE", &key),
+            ]),
+        )
+        .unwrap()
+        .cassandra();
+        let credentials = config.credentials.unwrap();
+        assert_eq!(
+            (credentials.username.as_str(), credentials.password.as_str()),
+            ("tidings", "pw")
+        );
+        let tls = config.tls.unwrap();
+        assert_eq!(tls.ca_file, PathBuf::from(&ca));
+        assert_eq!(tls.cert_file, Some(PathBuf::from(&cert)));
+        assert_eq!(tls.key_file, Some(PathBuf::from(&key)));
+
+        let file = dir.path().join("tidings.toml");
+        std::fs::write(
+            &file,
+            format!("[cassandra]\nusername = \"u\"\npassword = \"p\"\nca_file = {ca:?}\n"),
+        )
+        .unwrap();
+        let from_file = Config::load(Some(&file), env(&[])).unwrap().cassandra();
+        assert_eq!(from_file.credentials.unwrap().password, "p");
+        assert_eq!(from_file.tls.unwrap().cert_file, None);
+
+        for (pairs, expected) in [
+            (
+                vec![("TIDINGS_CASSANDRA_USERNAME", "u")],
+                "without a password",
+            ),
+            (
+                vec![("TIDINGS_CASSANDRA_PASSWORD", "p")],
+                "without TIDINGS_CASSANDRA_USERNAME",
+            ),
+            (
+                vec![
+                    ("TIDINGS_CASSANDRA_CERT_FILE", cert.as_str()),
+                    ("TIDINGS_CASSANDRA_KEY_FILE", key.as_str()),
+                ],
+                "need TIDINGS_CASSANDRA_CA_FILE",
+            ),
+            (
+                vec![
+                    ("TIDINGS_CASSANDRA_CA_FILE", ca.as_str()),
+                    ("TIDINGS_CASSANDRA_CERT_FILE", cert.as_str()),
+                ],
+                "set both or neither",
+            ),
+            (
+                vec![("TIDINGS_CASSANDRA_CA_FILE", "/nonexistent/ca.pem")],
+                "TIDINGS_CASSANDRA_CA_FILE",
+            ),
+            (
+                vec![
+                    ("TIDINGS_CASSANDRA_USERNAME", "u"),
+                    ("TIDINGS_CASSANDRA_PASSWORD", "p"),
+                    ("TIDINGS_CASSANDRA_PASSWORD_FILE", secret.to_str().unwrap()),
+                ],
+                "are both set",
+            ),
+        ] {
+            let err = Config::load(None, env(&pairs)).unwrap_err();
+            let text = format!("{err:#}");
+            assert!(text.contains(expected), "{pairs:?}: {text}");
         }
     }
 

@@ -197,6 +197,7 @@ fn edge_config(config: &Config, node: String) -> Result<EdgeConfig> {
     edge.jwt_audiences = config.jwt_audience.clone();
     edge.jwt_leeway_secs = config.jwt_leeway_secs;
     edge.max_token_lifetime = Duration::from_secs(config.jwt_max_lifetime_secs);
+    edge.tls = config.tls_files()?;
     Ok(edge)
 }
 
@@ -219,7 +220,19 @@ fn presence(config: &Config) -> PresenceConfig {
     }
 }
 
+/// Whether retrying cannot help: refused credentials, settings that can never work.
+fn hopeless(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<tidings_log::LogError>(),
+        Some(tidings_log::LogError::Unauthenticated(_))
+    ) || matches!(
+        e.downcast_ref::<tidings_store::StoreError>(),
+        Some(tidings_store::StoreError::Config(_))
+    )
+}
+
 /// Keeps trying to reach a backend: a process started before its backends waits for them.
+/// A backend that refuses our credentials, or settings that cannot work, stop it at once.
 async fn retry<T, F, Fut>(what: &str, shutdown: &CancellationToken, mut connect: F) -> Result<T>
 where
     F: FnMut() -> Fut,
@@ -229,6 +242,7 @@ where
     loop {
         match connect().await {
             Ok(v) => return Ok(v),
+            Err(e) if hopeless(&e) => return Err(e.context(format!("connecting to {what}"))),
             Err(e) => {
                 tracing::warn!(error = %e, "{what} not reachable yet; retrying in {delay:?}");
                 tokio::select! {
@@ -397,7 +411,8 @@ async fn standalone(mut config: Config, shutdown: CancellationToken) -> Result<(
     // A page opened from a local dev server (another port) is the usual first try.
     edge.allow_loopback_origins = true;
     println!(
-        "Tidings standalone: http://{} (data in {})",
+        "Tidings standalone: {}://{} (data in {})",
+        if edge.tls.is_some() { "https" } else { "http" },
         edge.listen,
         config.data_dir.display()
     );
@@ -531,6 +546,12 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref(), |k| std::env::var(k).ok())?;
     init_logging(&config);
+    if config
+        .kafka_security()
+        .is_ok_and(|s| s.sends_password_in_clear())
+    {
+        tracing::warn!("Kafka SASL PLAIN over SASL_PLAINTEXT sends the password unencrypted: use SASL_SSL or SCRAM");
+    }
     ops::register_process_metrics();
     let shutdown = shutdown_on_signal();
     match cli.command {
