@@ -292,7 +292,12 @@ kafka_fresh() {
     kafka_configure
     # KRaft needs its storage formatted with a cluster id before the first start.
     local cluster_id
-    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    # A base64url UUID, as Kafka makes them; one starting with '-' would be read as an
+    # option by the storage tool, so the first character is drawn again until it is not.
+    cluster_id=-
+    while [[ $cluster_id == -* ]]; do
+        cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    done
     if ! kafka_tool kafka.tools.StorageTool format -t "$cluster_id" \
         -c "$KDIR/conf/server.properties" \
         --add-scram "SCRAM-SHA-256=[name=$KAFKA_SASL_USER,password=$KAFKA_SASL_PASSWORD]" \
