@@ -12,7 +12,9 @@
 #      must succeed on the topics it finds, then `terraform plan` must find nothing to change;
 #   2. `tidings migrate --only kafka` creates the topics, then a plan with
 #      adopt_existing_topics=true must only import them (no change to any), its apply must
-#      succeed, and a plan after it must find nothing to change.
+#      succeed, and a plan after it must find nothing to change;
+#   3. then `tidings migrate` with TIDINGS_TOPIC_RETENTION changes two existing topics'
+#      retention, and a plan with the same topic_retention_ms must find nothing to change.
 # Topics get replication factor 1 (a single broker will do); the Kafka must allow deleting
 # topics (delete.topic.enable, on by default).
 #
@@ -231,6 +233,19 @@ no_change "migrate first, then terraform (adopted)"
 TARGET+=(-var adopt_existing_topics=true)
 no_change "migrate first, then terraform (adopted), adopt_existing_topics still on"
 
+say "a retention setting: migrate changes the existing topics, Terraform with the same setting agrees"
+# The same choice written both ways: TIDINGS_TOPIC_RETENTION for migrate, topic_retention_ms
+# for Terraform (the migrate job gets the one from the other, terraform/deployment.tf).
+TIDINGS_TOPIC_RETENTION="tidings.room-log=30d,tidings.typing=2m" migrate ||
+    die "tidings migrate with TIDINGS_TOPIC_RETENTION failed on existing topics"
+describe_topics >"$WORK/described.out"
+grep -E '^Topic: tidings\.room-log\s.*retention\.ms=2592000000' "$WORK/described.out" ||
+    { cat "$WORK/described.out"; die "migrate did not set the room log's retention to 30 days"; }
+grep -E '^Topic: tidings\.typing\s.*retention\.ms=120000' "$WORK/described.out" >/dev/null ||
+    { cat "$WORK/described.out"; die "migrate did not set the typing topic's retention to 2 minutes"; }
+TARGET+=(-var 'topic_retention_ms={"tidings.room-log"=2592000000,"tidings.typing"=120000}')
+no_change "migrate with TIDINGS_TOPIC_RETENTION, then terraform with topic_retention_ms"
+
 say "the topics, as both left them"
-describe_topics
-echo "terraform check passed (fmt, validate, drift on $KAFKA in both orders)"
+cat "$WORK/described.out"
+echo "terraform check passed (fmt, validate, drift on $KAFKA in both orders and after a retention change)"

@@ -2,12 +2,14 @@
 # Installs what building and testing Tidings needs on a fresh Debian machine, and nothing
 # when it is already there: a C toolchain and zlib/OpenSSL headers (rdkafka builds
 # librdkafka from source), Java 17 and Maven (Kafka and Cassandra run from Maven Central
-# jars), Debian's chromium (the browser test) and jq/curl. Rust, Node.js, Python 3 and Go
+# jars; the JDK's javac for the one class of infra/registry/, which infra/registry.sh
+# assembles for the schema push test), Debian's chromium (the browser test), jq/curl and
+# iproute2 (ss: the service scripts find who holds a port). Rust, Node.js, Python 3 and Go
 # are expected on the PATH already. Called by infra/test.sh and .ci/run; safe to run again.
 set -euo pipefail
 
 missing=()
-for pkg in zlib1g-dev libssl-dev pkg-config build-essential maven openjdk-17-jre-headless chromium jq curl; do
+for pkg in zlib1g-dev libssl-dev pkg-config build-essential maven openjdk-17-jdk-headless chromium jq curl iproute2; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then

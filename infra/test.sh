@@ -11,7 +11,9 @@ export TIDINGS_KAFKA_BROKERS=${TIDINGS_KAFKA_BROKERS:-127.0.0.1:9092}
 export TIDINGS_CASSANDRA=${TIDINGS_CASSANDRA:-127.0.0.1:9042}
 
 infra/setup.sh
-trap 'infra/services.sh stop' EXIT
+# The schema push test starts and stops Apicurio itself (infra/registry.sh); stopping it here
+# too covers a pytest that was killed.
+trap 'infra/registry.sh stop || true; infra/services.sh stop' EXIT
 cargo build --workspace --all-targets
 infra/services.sh start
 
@@ -27,7 +29,9 @@ fi
 
 cargo test --workspace
 
-# Stock clients: socket.io-client (npm), python-socketio (PyPI), and Playwright in chromium.
+# Stock clients: socket.io-client (npm), python-socketio (PyPI), and Playwright in chromium;
+# confluent-kafka's registry client against Apicurio (tests/system/test_schema_push.py, whose
+# first start assembles Apicurio with Maven: ~1.5 min with an empty ~/.m2).
 (cd tests/system && npm install --no-audit --no-fund --silent)
 python3 -m pip install --quiet -r tests/system/requirements.txt
 (cd tests/system && node --test --test-concurrency=1 --test-timeout=900000)

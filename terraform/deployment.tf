@@ -23,12 +23,14 @@ locals {
     TIDINGS_CASSANDRA     = var.cassandra_contact_points
     TIDINGS_LOG_FORMAT    = "json"
   }
-  # What only `migrate` reads: how many replicas the topics and the keyspace it creates get.
+  # What only `migrate` reads: how many replicas the topics and the keyspace it creates get,
+  # and the topics' retention.
   # The topics' factor is the one kafka_topic.tidings uses, so a topic made by either has the
   # same settings (`infra/check-terraform.sh --kafka` checks it).
   migrate_env = merge(local.common_env, {
     TIDINGS_KAFKA_REPLICATION_FACTOR = tostring(var.replication_factor)
     TIDINGS_CASSANDRA_REPLICATION    = var.cassandra_replication
+    TIDINGS_TOPIC_RETENTION          = join(",", [for name, ms in var.topic_retention_ms : "${name}=${ms}"])
   })
   # Probe timings shared by every process. /readyz checks the log and the store within 3 s,
   # so its timeout must be longer than that (Kubernetes' default is 1 s). A process serves its

@@ -2,15 +2,28 @@
 # The settings are the ones `tidings migrate` creates a topic with (topics::kafka_config in
 # log/src/topics.rs), so whichever of the two creates a topic, the other finds nothing to
 # change; `infra/check-terraform.sh --kafka HOST:PORT` checks both orders on a real Kafka.
+# var.topic_retention_ms replaces the default retention of the topics it names; the migrate
+# job gets the same as TIDINGS_TOPIC_RETENTION (deployment.tf), so both set the same value.
+locals {
+  retention_ms = { for name, topic in local.topics : name => lookup(var.topic_retention_ms, name, topic.retention_ms) }
+}
+
 resource "kafka_topic" "tidings" {
   for_each           = local.topics
   name               = each.key
   partitions         = each.value.partitions
   replication_factor = var.replication_factor
   config = {
-    "retention.ms"        = tostring(each.value.retention_ms)
+    "retention.ms"        = tostring(local.retention_ms[each.key])
     "cleanup.policy"      = each.value.compacted ? "compact" : "delete"
     "min.insync.replicas" = tostring(min(local.min_insync_replicas_cap, var.replication_factor))
+  }
+  lifecycle {
+    # What `tidings migrate` refuses too (topics::RetentionSettings in log/src/topics.rs).
+    precondition {
+      condition     = alltrue([for name in keys(var.topic_retention_ms) : contains(keys(local.topics), name) && !local.topics[name].compacted])
+      error_message = "topic_retention_ms names a topic that is not a Tidings topic, or a compacted one (retention does not apply to it)."
+    }
   }
 }
 

@@ -28,6 +28,16 @@ variable "replication_factor" {
   }
 }
 
+variable "topic_retention_ms" {
+  description = "Retention in milliseconds (-1: for ever) of the topics named, replacing their defaults (terraform/topics.tf.json); e.g. { \"tidings.client-events\" = 259200000 }. The migrate job gets the same as TIDINGS_TOPIC_RETENTION. The room log is kept for ever by default: see OPERATIONS.md before shortening it."
+  type        = map(number)
+  default     = {}
+  validation {
+    condition     = alltrue([for ms in values(var.topic_retention_ms) : ms == -1 || (ms >= 60000 && floor(ms) == ms)])
+    error_message = "Each retention must be -1 (for ever) or a whole number of milliseconds, at least 60000."
+  }
+}
+
 variable "adopt_existing_topics" {
   description = "Import the Tidings topics that exist already (e.g. made by `tidings migrate`) instead of creating them: see the import block in topics.tf. Every topic must exist while this is on."
   type        = bool

@@ -234,6 +234,7 @@ async fn bench_store(
             from: "bench".into(),
             text: "x".repeat(200),
             ts: seq,
+            deleted: false,
         };
         let started = Instant::now();
         store.append(&[message]).await?;
@@ -274,6 +275,7 @@ async fn bench_store(
                 from: "bench".into(),
                 text: "x".repeat(64),
                 ts: i as i64,
+                deleted: false,
             })
             .collect();
         let t = Instant::now();

@@ -1,6 +1,8 @@
 //! The edge's settings. The binary fills them from its config file and the environment.
 
+use crate::jwks::JwksConfig;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Everything an edge needs to know to serve.
@@ -10,8 +12,22 @@ pub struct EdgeConfig {
     pub listen: SocketAddr,
     /// This edge's node id; its deliveries are keyed by it (`edge-<uuid>` by default).
     pub node: String,
-    /// HS256 key for client tokens (`TIDINGS_JWT_SECRET`).
+    /// HS256 key for client tokens (`TIDINGS_JWT_SECRET`); empty: HS256 tokens are refused
+    /// (then public keys or a JWKS must be configured).
     pub jwt_secret: String,
+    /// PEM public keys client tokens may be signed with (`TIDINGS_JWT_PUBLIC_KEYS`).
+    pub jwt_public_key_files: Vec<PathBuf>,
+    /// The identity provider's JWKS (`TIDINGS_JWKS_URL`), and how it is fetched.
+    pub jwks: Option<JwksConfig>,
+    /// Accepted `iss` values (`TIDINGS_JWT_ISSUER`); empty: not checked.
+    pub jwt_issuers: Vec<String>,
+    /// Accepted `aud` values (`TIDINGS_JWT_AUDIENCE`); empty: tokens with `aud` are refused.
+    pub jwt_audiences: Vec<String>,
+    /// Leeway on `exp`, `nbf` and `iat` in seconds, at most 30 (`TIDINGS_JWT_LEEWAY_SECS`).
+    pub jwt_leeway_secs: u64,
+    /// Longest a token may still be valid for when presented (`TIDINGS_JWT_MAX_LIFETIME_SECS`);
+    /// also how long a revocation lasts by default.
+    pub max_token_lifetime: Duration,
     /// Longest message text in characters (`TIDINGS_MAX_TEXT`); longer → `too_large`.
     pub max_text_chars: usize,
     /// Serve `POST /dev/token` (standalone only: it mints tokens for anyone).
@@ -86,6 +102,12 @@ impl EdgeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             node: new_node_id(),
             jwt_secret: jwt_secret.into(),
+            jwt_public_key_files: Vec::new(),
+            jwks: None,
+            jwt_issuers: Vec::new(),
+            jwt_audiences: Vec::new(),
+            jwt_leeway_secs: crate::auth::CLOCK_LEEWAY_SECS,
+            max_token_lifetime: Duration::from_secs(24 * 60 * 60),
             max_text_chars: 4000,
             dev_tokens: false,
             events_per_sec: 20.0,

@@ -6,6 +6,7 @@ use crate::errors::ClientError;
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
 use crate::order::Turnstile;
+use crate::permissions::Access;
 use crate::protocol::PacketSize;
 use crate::rooms::Member;
 use crate::state::lock;
@@ -15,7 +16,7 @@ use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::SendError;
 use socketioxide::SocketError;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,10 @@ pub struct Identity {
     pub user: String,
     /// JWT `name`.
     pub name: Option<String>,
+    /// What its `rooms` and `role` claims allow.
+    pub access: Access,
+    /// Its `jti`, which a revocation may name.
+    pub jti: Option<String>,
 }
 
 /// The limits a connection draws on.
@@ -50,6 +55,13 @@ pub struct Conn {
     pub id: String,
     pub user: String,
     pub name: Option<String>,
+    /// Replaced by a `refresh`; read by every permission check.
+    access: Mutex<Arc<Access>>,
+    /// The current token's `jti`, replaced by a `refresh`.
+    jti: Mutex<Option<Box<str>>>,
+    /// When the current token runs out (`exp` plus the leeway, ms since the epoch): the
+    /// key of this connection in the edge's expiry index (`crate::expiry`).
+    pub(crate) expires_ms: AtomicU64,
     socket: Mutex<Option<SocketRef>>,
     bucket: Mutex<TokenBucket>,
     user_slot: UserSlot,
@@ -77,6 +89,9 @@ impl Conn {
             id: socket.id.to_string(),
             user: who.user,
             name: who.name,
+            access: Mutex::new(Arc::new(who.access)),
+            jti: Mutex::new(who.jti.map(String::into_boxed_str)),
+            expires_ms: AtomicU64::new(0),
             socket: Mutex::new(Some(socket)),
             bucket: Mutex::new(limits.bucket),
             user_slot: limits.user,
@@ -88,6 +103,23 @@ impl Conn {
             presence: Arc::default(),
             metrics,
         }
+    }
+
+    /// What this connection's token allows now.
+    pub fn access(&self) -> Arc<Access> {
+        lock(&self.access).clone()
+    }
+
+    /// Takes a refreshed token's access and `jti` (the caller leaves the rooms it no longer
+    /// allows and moves the expiry).
+    pub fn set_access(&self, access: Access, jti: Option<String>) {
+        *lock(&self.access) = Arc::new(access);
+        *lock(&self.jti) = jti.map(String::into_boxed_str);
+    }
+
+    /// Whether the current token's `jti` is `jti`.
+    pub fn has_jti(&self, jti: &str) -> bool {
+        lock(&self.jti).as_deref() == Some(jti)
     }
 
     pub fn rooms(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Member>>> {

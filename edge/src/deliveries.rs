@@ -2,10 +2,11 @@
 //! (acks, rejects, joined) that handlers wait for, and the hand-off of live messages and
 //! typing notices to local room members.
 
+use crate::conn::EmitError;
 use crate::errors::{rejected, ClientError};
 use crate::protocol::{
-    EncodedMessage, MessageOut, NotifyOut, OccupancyOut, PacketSize, PresenceOut, ReadOut,
-    TypingOut,
+    DeletedOut, EncodedMessage, MessageOut, NotifyOut, OccupancyOut, PacketSize, PresenceOut,
+    ReadOut, TypingOut,
 };
 use crate::rooms::{BufferBound, Member, Offer};
 use crate::state::{lock, Shared};
@@ -258,7 +259,10 @@ pub fn dispatch(shared: &Arc<Shared>, d: Delivery) {
             };
             // Volatile like presence: `inbox` has it for good.
             for conn in shared.users.conns_of(&to) {
-                if !conn.rooms().contains_key(&out.room) {
+                // A room the token does not allow never shows (v3).
+                if !conn.rooms().contains_key(&out.room)
+                    && conn.access().may_read(&out.room, &conn.user)
+                {
                     let _ = conn.emit("notify", &out);
                 }
             }
@@ -310,6 +314,7 @@ pub fn dispatch(shared: &Arc<Shared>, d: Delivery) {
                 from: d.user.unwrap_or_default(),
                 text: d.text.unwrap_or_default(),
                 ts: d.msg_ts.unwrap_or(d.ts),
+                deleted: false,
             };
             let msg = match EncodedMessage::new(&msg) {
                 Ok(m) => Arc::new(m),
@@ -346,6 +351,22 @@ pub fn dispatch(shared: &Arc<Shared>, d: Delivery) {
                 if member.conn.user != out.user {
                     // Typing notices are volatile: a full buffer just loses one.
                     let _ = member.conn.emit("typing", &out);
+                }
+            });
+        }
+        "deleted" => {
+            let (Some(room), Some(seq)) = (d.room, d.seq) else {
+                return;
+            };
+            let Some(entry) = shared.rooms.get(&room) else {
+                return;
+            };
+            let out = DeletedOut { room, seq };
+            // A client that cannot take it would keep showing the text: it is dropped, and
+            // sees the deletion in history when it comes back.
+            entry.for_each(|member| {
+                if member.conn.emit("deleted", &out) == Err(EmitError::Full) {
+                    member.conn.kick("slow consumer (deleted)");
                 }
             });
         }

@@ -43,7 +43,8 @@ pub fn register(io: &SocketIo, shared: Arc<Shared>) {
     let middleware = move |s: SocketRef, TryData(auth): TryData<Value>| {
         let shared = shared.clone();
         async move {
-            let claims = match shared.verifier.verify_auth(auth.ok().as_ref()) {
+            let verified = shared.verifier.verify_auth(auth.ok().as_ref()).await;
+            let claims = match verified.and_then(|c| crate::revocations::unrevoked(&shared, c)) {
                 Ok(claims) => claims,
                 Err(e) => {
                     tracing::debug!("refused connection: {e}");
@@ -82,12 +83,27 @@ fn on_connect(shared: Arc<Shared>, s: SocketRef, claims: Claims, user_slot: User
         user: user_slot,
         max_out_bytes: shared.config.max_out_bytes,
     };
+    let access = match claims.access() {
+        Ok(access) => access,
+        Err(e) => {
+            // verify() checked the claims already; kept safe rather than trusted.
+            tracing::warn!("connection with unusable claims: {e}");
+            s.disconnect().ok();
+            return;
+        }
+    };
+    let deadline = shared.verifier.deadline_ms(&claims);
+    let jti = claims.jti.clone();
     let who = Identity {
         user: claims.sub,
         name: claims.name,
+        access,
+        jti: claims.jti,
     };
     let conn = Arc::new(Conn::new(s.clone(), who, limits, shared.metrics.clone()));
     shared.metrics.connections.inc();
+    // Ended at its token's `exp` plus the leeway, unless a `refresh` moves it.
+    shared.expiry.schedule(&conn, deadline);
     // Count this session's output on the TCP connection that carries it: the one it was
     // opened on (a direct WebSocket), and any later request naming it (polling, upgrade).
     shared.sessions.insert(&conn.id, conn.out.clone());
@@ -113,10 +129,20 @@ fn on_connect(shared: Arc<Shared>, s: SocketRef, claims: Claims, user_slot: User
         );
     }
 
+    let listed = (shared.clone(), conn.clone());
     s.on_disconnect(move || {
         let (shared, conn) = (shared.clone(), conn.clone());
         async move { on_disconnect(shared, conn).await }
     });
+    // A revocation applied after the check at connect but before `users.add` above found
+    // no connection to cut: look again now that this one is listed.
+    let (shared, conn) = listed;
+    if shared
+        .revocations
+        .is_revoked(&conn.user, jti.as_deref(), crate::state::now_ms())
+    {
+        conn.kick("revoked");
+    }
 }
 
 /// Which in-progress bound an event counts against.
@@ -150,6 +176,9 @@ fn route(event: &str) -> Option<(&'static str, Bounded, Handler)> {
         "status" => ("status", InFlight, to!(status)),
         "read" => ("read", InFlight, to!(read)),
         "inbox" => ("inbox", InFlight, to!(inbox)),
+        "delete" => ("delete", InFlight, to!(delete)),
+        "mute" => ("mute", InFlight, to!(mute)),
+        "refresh" => ("refresh", InFlight, to!(refresh)),
         _ => return None,
     })
 }
@@ -263,6 +292,9 @@ pub(crate) fn client_event(
     room: Option<&str>,
 ) -> ClientEvent {
     ClientEvent {
+        role: None,
+        target: None,
+        until: None,
         event_id: uuid::Uuid::new_v4().to_string(),
         kind: kind.to_string(),
         room: room.map(str::to_string),
@@ -295,15 +327,15 @@ pub(crate) async fn produce(
     Ok(())
 }
 
-/// `forbidden` unless the connection's user may use `room` (direct-message rooms).
-fn check_access(conn: &Conn, room: &str) -> Result<(), ClientError> {
-    if tidings_schemas::rooms::may_access(room, &conn.user) {
-        Ok(())
-    } else {
-        Err(ClientError::Forbidden(format!(
-            "{room} is a direct-message room of two other users"
-        )))
-    }
+/// `forbidden` unless the connection's token lets it read `room` (join, history, presence,
+/// read markers).
+fn check_read(conn: &Conn, room: &str) -> Result<(), ClientError> {
+    conn.access().check_read(room, &conn.user)
+}
+
+/// `forbidden` unless the connection's token lets it write in `room` (send, typing).
+fn check_write(conn: &Conn, room: &str) -> Result<(), ClientError> {
+    conn.access().check_write(room, &conn.user)
 }
 
 async fn join(
@@ -313,7 +345,7 @@ async fn join(
     _: Option<Turn>,
 ) -> Result<Reply, ClientError> {
     let req = protocol::parse_join(&data)?;
-    check_access(&conn, &req.room)?;
+    check_read(&conn, &req.room)?;
     let room = req.room;
     let member = Member::joining(conn.clone(), room.clone());
     {
@@ -454,7 +486,7 @@ async fn send(
 ) -> Result<Reply, ClientError> {
     let started = Instant::now();
     let req = protocol::parse_send(&data)?;
-    check_access(&conn, &req.room)?;
+    check_write(&conn, &req.room)?;
     if !conn.rooms().contains_key(&req.room) {
         return Err(ClientError::NotJoined);
     }
@@ -524,7 +556,7 @@ async fn history(
     _: Option<Turn>,
 ) -> Result<Reply, ClientError> {
     let req = protocol::parse_history(&data)?;
-    check_access(&conn, &req.room)?;
+    check_read(&conn, &req.room)?;
     read_your_writes(&shared, &conn, &req.room).await?;
     let mut cursor = req.before.unwrap_or(i64::MAX);
     // Newest first, until the page is full, the room's start is reached, or the next
@@ -615,6 +647,7 @@ async fn typing(
     _: Option<Turn>,
 ) -> Result<Reply, ClientError> {
     let req = protocol::parse_typing(&data)?;
+    check_write(&conn, &req.room)?;
     let member = conn.rooms().get(&req.room).cloned();
     let Some(member) = member else {
         return Err(ClientError::NotJoined);
@@ -634,7 +667,7 @@ async fn presence_of_room(
     _: Option<Turn>,
 ) -> Result<Reply, ClientError> {
     let req = protocol::parse_presence(&data)?;
-    check_access(&conn, &req.room)?;
+    check_read(&conn, &req.room)?;
     if !conn.rooms().contains_key(&req.room) {
         return Err(ClientError::NotJoined);
     }
@@ -689,7 +722,7 @@ async fn read(
     _: Option<Turn>,
 ) -> Result<Reply, ClientError> {
     let req = protocol::parse_read(&data)?;
-    check_access(&conn, &req.room)?;
+    check_read(&conn, &req.room)?;
     // Through the sequencer, which checks it against the head and orders it in the room log.
     let nonce = uuid::Uuid::new_v4().to_string();
     let (waiting, answer) = shared.pending.wait_send(&conn.id, &req.room, &nonce);
@@ -715,6 +748,65 @@ async fn read(
     Ok(ok_ack(json!({})).into())
 }
 
+/// `delete {room, seq}`: a moderator deletes any message of a room it may use, a member
+/// only their own; the sequencer decides, in the room's order.
+async fn delete(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    data: Value,
+    _: Option<Turn>,
+) -> Result<Reply, ClientError> {
+    let req = protocol::parse_delete(&data)?;
+    check_read(&conn, &req.room)?;
+    let mut ev = event(&shared, &conn, "delete", &req.room);
+    ev.seq = Some(req.seq);
+    sequenced(&shared, &conn, ev, "delete").await?;
+    Ok(ok_ack(json!({})).into())
+}
+
+/// `mute {room, user, until}`: moderators only. The sequencer applies it in the room's
+/// order, so every send of that user sequenced after it is refused, whichever edge it came
+/// through.
+async fn mute(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    data: Value,
+    _: Option<Turn>,
+) -> Result<Reply, ClientError> {
+    let req = protocol::parse_mute(&data)?;
+    conn.access().check_moderate(&req.room, &conn.user)?;
+    let mut ev = event(&shared, &conn, "mute", &req.room);
+    ev.target = Some(req.user);
+    ev.until = Some(req.until);
+    sequenced(&shared, &conn, ev, "mute").await?;
+    Ok(ok_ack(json!({})).into())
+}
+
+/// Appends a moderation event with the connection's role and waits for the sequencer's
+/// answer.
+async fn sequenced(
+    shared: &Shared,
+    conn: &Conn,
+    mut ev: ClientEvent,
+    what: &str,
+) -> Result<(), ClientError> {
+    let room = ev.room.clone().unwrap_or_default();
+    let nonce = uuid::Uuid::new_v4().to_string();
+    let (waiting, answer) = shared.pending.wait_send(&conn.id, &room, &nonce);
+    ev.client_id = Some(nonce);
+    ev.role = Some(conn.access().role.as_str().to_string());
+    produce(shared, topics::CLIENT_EVENTS, &ev).await?;
+    let outcome = tokio::time::timeout(shared.config.reply_timeout, answer).await;
+    drop(waiting);
+    match outcome {
+        Ok(Ok(SendOutcome::Acked { .. })) => Ok(()),
+        Ok(Ok(SendOutcome::Rejected(e))) => Err(e),
+        _ => Err(ClientError::unavailable(format!(
+            "no answer to {what} in time"
+        ))),
+    }
+}
+
 /// Most rooms an `inbox` answer lists.
 pub const INBOX_ROOMS: usize = 200;
 /// Characters of a room's newest message an `inbox` answer shows (the whole text is in
@@ -733,12 +825,13 @@ async fn inbox(
 ) -> Result<Reply, ClientError> {
     use futures::{StreamExt, TryStreamExt};
     protocol::parse_inbox(&data)?;
+    let access = conn.access();
     let store = &shared.store;
     let rooms: Vec<tidings_store::InboxRoom> = store
         .inbox_rooms(&conn.user)
         .await?
         .into_iter()
-        .filter(|r| tidings_schemas::rooms::may_access(&r.room, &conn.user))
+        .filter(|r| access.may_read(&r.room, &conn.user))
         .collect();
     let lookups: Vec<_> = rooms.iter().map(|r| store.last_message(&r.room)).collect();
     let lasts: Vec<Option<tidings_store::StoredMessage>> = futures::stream::iter(lookups)
@@ -786,8 +879,27 @@ async fn inbox(
     Ok(ok_ack(json!({ "rooms": out })).into())
 }
 
+/// `refresh {token}`: a new token for the same user (`crate::refresh`); the rooms it no
+/// longer allows are left as if by `leave`.
+async fn refresh(
+    shared: Arc<Shared>,
+    conn: Arc<Conn>,
+    data: Value,
+    _: Option<Turn>,
+) -> Result<Reply, ClientError> {
+    let token = crate::refresh::parse(&data)?;
+    for room in crate::refresh::renew(&shared, &conn, token).await? {
+        let member = conn.rooms().get(&room).cloned();
+        if let Some(member) = member {
+            remove_membership(&shared, &conn, &member, Leaving::Room).await;
+        }
+    }
+    Ok(ok_ack(json!({})).into())
+}
+
 async fn on_disconnect(shared: Arc<Shared>, conn: Arc<Conn>) {
     conn.closed();
+    shared.expiry.cancel(&conn);
     presence::offline(&shared, &conn).await;
     if let Some(entry) = shared.users.remove(&conn) {
         users::announce(&shared, &conn.user, &entry).await;

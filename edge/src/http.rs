@@ -24,7 +24,7 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
     style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; \
     form-action 'none'; frame-ancestors 'none'";
 const SOCKET_IO_JS: &str = include_str!("../static/socket.io.min.js");
-/// Dev tokens last a day.
+/// Dev tokens last a day, unless the edge accepts less.
 const DEV_TOKEN_TTL_SECS: u64 = 24 * 60 * 60;
 
 /// The HTTP routes (the Socket.IO layer is added by the caller).
@@ -40,6 +40,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
     if shared.config.dev_tokens {
         router = router.route("/dev/token", post(dev_token));
     }
+    router = router.route(
+        "/api/admin/revoke",
+        post(crate::admin::revoke).layer(axum::extract::DefaultBodyLimit::max(
+            crate::admin::MAX_BODY_BYTES,
+        )),
+    );
     if shared.config.service_tokens.iter().any(|t| !t.is_empty()) {
         router = router.route(
             "/api/publish",
@@ -136,6 +142,16 @@ async fn socket_io_js() -> Response {
 #[derive(Deserialize)]
 struct TokenRequest {
     name: String,
+    /// Development only: the `role` and `rooms` claims to put in the token, so the page
+    /// and tests can act as a moderator or a restricted user.
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    rooms: Option<Vec<String>>,
+    /// How long the token lasts, in seconds (default a day): short ones to try `refresh`
+    /// and expiry.
+    #[serde(default)]
+    ttl_secs: Option<u64>,
 }
 
 async fn dev_token(
@@ -157,10 +173,29 @@ async fn dev_token(
         )
             .into_response();
     }
+    // Never longer than the edge accepts (`TIDINGS_JWT_MAX_LIFETIME_SECS`).
+    let longest = DEV_TOKEN_TTL_SECS.min(shared.config.max_token_lifetime.as_secs());
+    let ttl = req.ttl_secs.unwrap_or(longest);
+    if !(1..=longest).contains(&ttl) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": format!("ttl_secs must be 1 to {longest}") })),
+        )
+            .into_response();
+    }
     let claims = Claims {
         name: Some(name.clone()),
-        ..Claims::new(name, now_secs() + DEV_TOKEN_TTL_SECS)
+        role: req.role,
+        rooms: req.rooms,
+        ..Claims::new(name, now_secs() + ttl)
     };
+    if let Err(e) = claims.access() {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": e.to_string() })),
+        )
+            .into_response();
+    }
     match mint(&shared.config.jwt_secret, &claims) {
         Ok(token) => Json(json!({ "token": token, "exp": claims.exp })).into_response(),
         Err(e) => (

@@ -5,6 +5,7 @@
 //! Entry points: [`serve`] (binds `config.listen`) and [`serve_on`] (an already-bound
 //! listener, e.g. port 0 in tests).
 
+mod admin;
 mod admission;
 pub mod auth;
 mod catchup;
@@ -13,15 +14,21 @@ pub mod config;
 mod conn;
 mod deliveries;
 pub mod errors;
+mod expiry;
 mod handlers;
 mod http;
+pub mod jwks;
+pub mod keys;
 pub mod limits;
 mod listener;
 pub mod metrics;
 mod order;
+pub mod permissions;
 mod presence;
 pub mod protocol;
 mod publish;
+mod refresh;
+mod revocations;
 mod rooms;
 mod state;
 mod users;
@@ -62,9 +69,22 @@ pub async fn serve_on(
     if config.node.is_empty() || config.node.len() > tidings_log::MAX_KEY_BYTES {
         return Err(EdgeError::Config("node must be 1 to 256 bytes".into()));
     }
-    if config.jwt_secret.is_empty() {
-        return Err(EdgeError::Config("jwt_secret must not be empty".into()));
+    if config.jwt_secret.is_empty()
+        && config.jwt_public_key_files.is_empty()
+        && config.jwks.is_none()
+    {
+        return Err(EdgeError::Config(
+            "no key for client tokens: set a JWT secret, public keys or a JWKS URL".into(),
+        ));
     }
+    if config.jwt_leeway_secs > auth::MAX_LEEWAY_SECS {
+        return Err(EdgeError::Config(format!(
+            "the JWT leeway must be at most {} s",
+            auth::MAX_LEEWAY_SECS
+        )));
+    }
+    let (verifier, jwks) = verifier(&config)?;
+    let mut revocation_followers = revocations::open(&*log).await?;
     let partitions = log.partitions(topics::DELIVERIES).await?;
     let partition = partition_for(&config.node, partitions);
     let start = log.end_offset(topics::DELIVERIES, partition).await?;
@@ -72,7 +92,7 @@ pub async fn serve_on(
 
     let shared = Arc::new(state::Shared {
         metrics: metrics::Metrics::new(&config.node)?,
-        verifier: auth::Verifier::new(&config.jwt_secret),
+        verifier,
         rooms: rooms::Rooms::default(),
         pending: deliveries::Pending::default(),
         users: users::Users::default(),
@@ -84,6 +104,9 @@ pub async fn serve_on(
         draining: AtomicBool::new(false),
         in_progress: AtomicUsize::new(0),
         publishing: publish::Publishing::default(),
+        expiry: expiry::Expiry::default(),
+        revocations: revocations::Revocations::default(),
+        admin_requests: admin::AdminRequests::default(),
         config,
         log,
         store,
@@ -107,6 +130,8 @@ pub async fn serve_on(
         .connect_timeout(shared.config.auth_timeout)
         .build_layer();
     handlers::register(&io, shared.clone());
+    // Before the first connection: a revoked user must not slip in while the edge starts.
+    revocations::load(&shared, &mut revocation_followers).await?;
 
     presence::started(&shared)
         .await
@@ -116,6 +141,12 @@ pub async fn serve_on(
     let consumer = tokio::spawn(deliveries::consume(shared.clone(), reader, tasks.clone()));
     let heartbeat = tokio::spawn(presence::heartbeat(shared.clone(), tasks.clone()));
     let sampler = tokio::spawn(deliveries::sample_lag(shared.clone(), tasks.clone()));
+    let sweeper = tokio::spawn(expiry::sweep(shared.clone(), tasks.clone()));
+    let followers: Vec<_> = revocation_followers
+        .into_iter()
+        .map(|f| tokio::spawn(revocations::follow(shared.clone(), f, tasks.clone())))
+        .collect();
+    let jwks_task = jwks.map(|j| tokio::spawn(j.run(tasks.clone())));
 
     let addr = listener
         .local_addr()
@@ -143,7 +174,49 @@ pub async fn serve_on(
     let _ = consumer.await;
     let _ = sampler.await;
     let _ = heartbeat.await;
+    let _ = sweeper.await;
+    for follower in followers {
+        let _ = follower.await;
+    }
+    if let Some(task) = jwks_task {
+        let _ = task.await;
+    }
     Ok(())
+}
+
+/// The token verifier the settings describe, and the JWKS it fetches from, if any.
+fn verifier(config: &EdgeConfig) -> Result<(auth::Verifier, Option<Arc<jwks::Jwks>>), EdgeError> {
+    let mut public = Vec::new();
+    for path in &config.jwt_public_key_files {
+        let pem = std::fs::read(path)
+            .map_err(|e| EdgeError::Config(format!("reading {}: {e}", path.display())))?;
+        let key = keys::PublicKey::from_pem(&pem)
+            .map_err(|e| EdgeError::Config(format!("{}: {e}", path.display())))?;
+        public.push(key);
+    }
+    let jwks = match &config.jwks {
+        Some(jwks_config) => {
+            let source =
+                jwks::HttpSource::new(jwks_config).map_err(|e| EdgeError::Config(e.to_string()))?;
+            Some(Arc::new(jwks::Jwks::new(
+                jwks_config.clone(),
+                Box::new(source),
+            )))
+        }
+        None => None,
+    };
+    let keys = auth::Keys {
+        secret: Some(config.jwt_secret.clone()),
+        public,
+        jwks: jwks.clone(),
+    };
+    let rules = auth::Rules {
+        leeway_secs: config.jwt_leeway_secs,
+        issuers: config.jwt_issuers.clone(),
+        audiences: config.jwt_audiences.clone(),
+        max_lifetime_secs: Some(config.max_token_lifetime.as_secs()),
+    };
+    Ok((auth::Verifier::with(keys, rules), jwks))
 }
 
 /// Waits, at most `drain_timeout`, until no request is in progress on this edge.

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub disconnects: IntCounterVec,
     pub refused: IntCounterVec,
     pub bad_deliveries: IntCounter,
+    /// Revocations in force on this edge.
+    pub revocations: IntGauge,
 }
 
 impl Metrics {
@@ -90,6 +92,11 @@ impl Metrics {
         )?;
         registry.register(Box::new(disconnects.clone()))?;
         registry.register(Box::new(bad_deliveries.clone()))?;
+        let revocations = IntGauge::new(
+            "tidings_edge_revocations",
+            "Revoked users and tokens in force on this edge (tidings.revocations)",
+        )?;
+        registry.register(Box::new(revocations.clone()))?;
         Ok(Self {
             registry,
             connections,
@@ -103,6 +110,7 @@ impl Metrics {
             disconnects,
             refused,
             bad_deliveries,
+            revocations,
         })
     }
 

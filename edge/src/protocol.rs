@@ -54,8 +54,13 @@ pub struct MessageOut {
     pub seq: i64,
     pub id: String,
     pub from: String,
+    /// Absent from a deleted message (a sent one never has an empty text).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub text: String,
     pub ts: i64,
+    /// Only on deleted messages: `true`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 impl From<tidings_store::StoredMessage> for MessageOut {
@@ -65,8 +70,9 @@ impl From<tidings_store::StoredMessage> for MessageOut {
             seq: m.seq,
             id: m.client_id,
             from: m.from,
-            text: m.text,
+            text: if m.deleted { String::new() } else { m.text },
             ts: m.ts,
+            deleted: m.deleted,
         }
     }
 }
@@ -108,6 +114,19 @@ impl PacketSize for EncodedMessage {
 impl Serialize for EncodedMessage {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.json.serialize(serializer)
+    }
+}
+
+/// `deleted {room, seq}`: a message of the room was deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeletedOut {
+    pub room: String,
+    pub seq: i64,
+}
+
+impl PacketSize for DeletedOut {
+    fn packet_size(&self) -> usize {
+        self.room.len() + 40
     }
 }
 
@@ -199,6 +218,41 @@ pub fn parse_read(v: &Value) -> Result<ReadReq, ClientError> {
     let seq =
         opt_seq(m, "seq")?.ok_or_else(|| ClientError::invalid("seq (integer >= 0) is required"))?;
     Ok(ReadReq { room, seq })
+}
+
+/// `delete {room, seq}`.
+pub fn parse_delete(v: &Value) -> Result<ReadReq, ClientError> {
+    let m = object(v)?;
+    let room = room(m)?;
+    match opt_seq(m, "seq")? {
+        Some(seq) if seq >= 1 => Ok(ReadReq { room, seq }),
+        _ => Err(ClientError::invalid("seq (integer >= 1) is required")),
+    }
+}
+
+/// `mute {room, user, until}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MuteReq {
+    pub room: String,
+    pub user: String,
+    /// Ms since the epoch; a time already past lifts a mute.
+    pub until: i64,
+}
+
+pub fn parse_mute(v: &Value) -> Result<MuteReq, ClientError> {
+    let m = object(v)?;
+    let room = room(m)?;
+    let user = match m.get("user") {
+        Some(Value::String(u))
+            if u.len() <= MAX_USER_BYTES && tidings_schemas::text::check_identity(u).is_ok() =>
+        {
+            u.clone()
+        }
+        _ => return Err(ClientError::invalid("user (a user id) is required")),
+    };
+    let until = opt_seq(m, "until")?
+        .ok_or_else(|| ClientError::invalid("until (ms since the epoch) is required"))?;
+    Ok(MuteReq { room, user, until })
 }
 
 /// `inbox {}`: takes nothing, but the payload must still be an object.

@@ -122,7 +122,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The HTTP status of an error code.
-fn status(e: &ClientError) -> StatusCode {
+pub(crate) fn status(e: &ClientError) -> StatusCode {
     match e.code() {
         "unauthorized" => StatusCode::UNAUTHORIZED,
         "invalid" => StatusCode::BAD_REQUEST,

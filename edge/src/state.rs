@@ -35,6 +35,25 @@ pub struct Shared {
     pub in_progress: AtomicUsize,
     /// `POST /api/publish` requests in progress.
     pub publishing: crate::publish::Publishing,
+    /// When each connection's token runs out.
+    pub expiry: crate::expiry::Expiry,
+    /// Revoked users and tokens in force.
+    pub revocations: crate::revocations::Revocations,
+    /// Admin API requests in progress.
+    pub admin_requests: crate::admin::AdminRequests,
+}
+
+impl Shared {
+    /// How long a revocation lasts when the admin names no end: the longest a token may
+    /// still be valid for, plus the leeway, so every token it covers has run out by then.
+    pub fn default_revocation_ms(&self) -> i64 {
+        let secs = self
+            .config
+            .max_token_lifetime
+            .as_secs()
+            .saturating_add(self.config.jwt_leeway_secs);
+        i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
 }
 
 pub use tidings_log::now_ms;

@@ -44,6 +44,15 @@ impl Users {
         Some(entry)
     }
 
+    /// Every connection on this edge (revoking a token by `jti`, which is rare).
+    pub fn all_conns(&self) -> Vec<Arc<Conn>> {
+        let entries: Vec<Arc<UserEntry>> = lock(&self.map).values().cloned().collect();
+        entries
+            .iter()
+            .flat_map(|e| lock(&e.conns).clone())
+            .collect()
+    }
+
     /// This edge's connections of `user`.
     pub fn conns_of(&self, user: &str) -> Vec<Arc<Conn>> {
         lock(&self.map)

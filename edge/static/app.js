@@ -2,13 +2,16 @@
 // inline scripts.
 (function () {
   var $ = function (id) { return document.getElementById(id); };
-  var socket = null, me = null, myName = null, generation = 0;
+  var socket = null, me = null, myName = null, myRole = 'member', generation = 0;
+  var refreshTimer = null;
+  var MUTE_FOR_MS = 10 * 60 * 1000;
   var current = null;   // the room on screen
   // room -> {el, joined, loaded, lastSeq, shownSeq, from, newAfter, users, count, large,
   //          typers, receipts, seenEl}
   var rooms = {};
   var names = {};       // user id -> display name, from presence answers
   var sendError = null; // the last failed send, shown until something newer happens
+  var notice = null;    // the outcome of the last delete or mute, shown the same way
   var typingRoom = null, typingTimer = null;
   var inbox = newInbox();
   var marked = {};      // room -> the highest read marker sent, acknowledged or heard of
@@ -59,6 +62,7 @@
     if (!socket) text = current ? 'Connecting…' : 'Pick a name and a room, then Join.';
     else if (!connected()) text = socket.everConnected ? 'Reconnecting…' : 'Connecting…';
     else if (sendError) { text = 'Could not send: ' + sendError; err = true; }
+    else if (notice) { text = notice.text; err = notice.err; }
     else if (!st) text = 'Connected as ' + myName + '. Join a room.';
     else if (!st.joined) text = 'Joining ' + label(current) + '…';
     else if (dmPartner(current)) text = 'Connected as ' + myName + ', talking with ' + label(current);
@@ -138,13 +142,14 @@
   function show(room) {
     if (room !== current) setTyping(false);
     current = room;
-    sendError = null;
+    sendError = null; notice = null;
     $('log').replaceChildren();
     if (room) { $('log').appendChild(rooms[room].el); $('log').scrollTop = $('log').scrollHeight; }
     renderRooms(); renderOnline(); renderTyping(); updateStatus();
     markReadSoon();
   }
 
+  function moderates() { return myRole === 'moderator' || myRole === 'admin'; }
   function messageLine(m) {
     var div = el('div', 'msg'), at = new Date(m.ts);
     div.dataset.seq = m.seq;
@@ -154,7 +159,41 @@
     div.appendChild(el('span', 'from', nameOf(m.from)));
     div.appendChild(el('span', 'text', m.text));
     div.appendChild(el('span', 'seq', '#' + m.seq));
+    if (m.deleted) { markDeleted(div); return div; }
+    // Moderators may delete any message and mute its sender; members their own messages.
+    if (moderates() || m.from === me) {
+      var del = div.appendChild(el('button', 'act delete', 'delete'));
+      del.title = 'Delete this message for everyone';
+      del.onclick = function () { act('delete', { room: m.room, seq: m.seq }); };
+    }
+    if (moderates() && m.from !== me) {
+      var mute = div.appendChild(el('button', 'act mute', 'mute'));
+      mute.title = 'Mute ' + nameOf(m.from) + ' in this room for 10 minutes';
+      mute.onclick = function () { act('mute', { room: m.room, user: m.from, until: Date.now() + MUTE_FOR_MS }); };
+    }
     return div;
+  }
+  function markDeleted(div) {
+    div.classList.add('deleted');
+    div.querySelector('.text').textContent = 'message deleted';
+    div.querySelectorAll('.act').forEach(function (b) { b.remove(); });
+  }
+  function onDeleted(d) {
+    var st = rooms[d.room];
+    var div = st && st.el.querySelector('.msg[data-seq="' + d.seq + '"]');
+    if (div) markDeleted(div);
+  }
+  // A moderator action or a delete: the outcome shows in the status line.
+  function act(event, payload) {
+    if (!connected()) return;
+    socket.timeout(10000).emit(event, payload, function (err, ack) {
+      if (err) notice = { text: 'Could not ' + event + ': no answer', err: true };
+      else if (!ack.ok) notice = { text: 'Could not ' + event + ': ' + ack.error.message, err: true };
+      else if (event === 'mute') notice = { text: nameOf(payload.user) + ' is muted here for 10 minutes', err: false };
+      else notice = null;
+      sendError = null;
+      updateStatus();
+    });
   }
   function append(room, node) {
     var log = $('log'), atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
@@ -364,9 +403,16 @@
     renderSeen(r.room);
   }
 
+  function claimsOf(token) {
+    var b = atob(token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'));
+    var bytes = Uint8Array.from(b, function (c) { return c.charCodeAt(0); });
+    return JSON.parse(new TextDecoder().decode(bytes));
+  }
   function fetchToken(name) {
+    var body = { name: name };
+    if ($('moderator').checked) body.role = 'moderator';
     return fetch('/dev/token', { method: 'POST', headers: { 'Content-Type': 'application/json' },
-                                 body: JSON.stringify({ name: name }) })
+                                 body: JSON.stringify(body) })
       .then(function (r) {
         if (!r.ok) return r.json().catch(function () { return {}; }).then(function (b) {
           throw new Error(b.error || 'this server does not hand out names');
@@ -375,19 +421,42 @@
       });
   }
 
+  // A token is swapped for a fresh one before it expires, on the same connection: at half
+  // its life, and at least 30 s before `exp` (the server cuts a connection at `exp`).
+  function scheduleRefresh(s, name, exp) {
+    clearTimeout(refreshTimer);
+    var left = exp * 1000 - Date.now();
+    var wait = Math.max(1000, Math.min(left / 2, left - 30000));
+    refreshTimer = setTimeout(function () {
+      if (s !== socket) return;
+      fetchToken(name).then(function (fresh) {
+        s.auth.token = fresh.token;
+        if (!s.connected) { scheduleRefresh(s, name, fresh.exp); return; }
+        s.timeout(10000).emit('refresh', { token: fresh.token }, function (err, ack) {
+          if (s !== socket) return;
+          if (err || !ack.ok) { setTimeout(function () { scheduleRefresh(s, name, exp); }, 5000); return; }
+          scheduleRefresh(s, name, fresh.exp);
+        });
+      }).catch(function () { setTimeout(function () { scheduleRefresh(s, name, exp); }, 5000); });
+    }, wait);
+  }
+
   // A new name is a new identity: drop everything and connect afresh.
   function signIn(name) {
     var gen = ++generation;
     if (socket) socket.disconnect();
     clearTimeout(inbox.timer);
     socket = null; me = null; myName = name; rooms = {}; current = null; typingRoom = null;
+    myRole = $('moderator').checked ? 'moderator' : 'member';
     inbox = newInbox(); marked = {};
     show(null);
     return fetchToken(name).then(function (t) {
       if (gen !== generation) return;
       me = subOf(t.token);
+      myRole = claimsOf(t.token).role || 'member';
       names[me] = name;
       var s = socket = io({ auth: { token: t.token }, transports: ['websocket'] });
+      scheduleRefresh(s, name, t.exp);
       s.on('connect', function () {
         s.everConnected = true;
         sendError = null;
@@ -419,6 +488,15 @@
         }
       });
       s.on('message', showMessage);
+      s.on('deleted', onDeleted);
+      // The token ran out without a refresh: the server closes; a fresh one reconnects.
+      s.on('expired', function () {
+        fetchToken(name).then(function (fresh) {
+          s.auth.token = fresh.token;
+          scheduleRefresh(s, name, fresh.exp);
+          if (!s.connected) s.connect();
+        }).catch(function () {});
+      });
       s.on('typing', function (t) {
         var st = rooms[t.room];
         if (!st) return;
@@ -456,7 +534,8 @@
     e.preventDefault();
     var name = $('name').value.trim(), room = $('room').value.trim();
     if (!name || !room) { fail(name ? 'Pick a room to join.' : 'Pick a name first.'); return; }
-    if (name !== myName) signIn(name);
+    var role = $('moderator').checked ? 'moderator' : 'member';
+    if (name !== myName || role !== myRole) signIn(name);
     openRoom(room);
   };
 
@@ -471,7 +550,7 @@
         if (s !== socket) return;
         if (err) { setTimeout(attempt, 1000); return; } // same id: retries never duplicate
         if (ack.ok) {
-          if (sendError) { sendError = null; updateStatus(); }
+          if (sendError || notice) { sendError = null; notice = null; updateStatus(); }
           return;
         }
         if (ack.error.code === 'unavailable' || ack.error.code === 'rate_limited') {

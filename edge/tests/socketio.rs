@@ -92,6 +92,7 @@ fn stored(room: &str, seq: i64) -> StoredMessage {
         from: "someone".into(),
         text: format!("m{seq}"),
         ts: 1000 + seq,
+        deleted: false,
     }
 }
 
@@ -181,6 +182,7 @@ async fn fake_processors(
                         from: ev.user.clone().unwrap_or_default(),
                         text: ev.text.clone().unwrap_or_default(),
                         ts: ev.ts,
+                        deleted: false,
                     };
                     store.append(std::slice::from_ref(&m)).await.unwrap();
                     let ack = Delivery {
@@ -648,6 +650,36 @@ async fn http_endpoints() {
         true
     );
     assert_eq!(c.next_message().await["seq"], 1);
+
+    // Short dev tokens, to try `refresh` and expiry; never past a day.
+    let (status, body) = http(
+        &h.addr,
+        "POST",
+        "/dev/token",
+        r#"{"name":"bo","ttl_secs":2}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let short: Value = body
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap();
+    let exp = short["exp"].as_u64().unwrap();
+    assert!(
+        exp <= now_secs() + 2 && exp + 5 >= now_secs() + 2,
+        "{short}"
+    );
+    for bad in [
+        r#"{"name":"bo","ttl_secs":0}"#,
+        r#"{"name":"bo","ttl_secs":90000}"#,
+    ] {
+        assert_eq!(
+            http(&h.addr, "POST", "/dev/token", bad).await.0,
+            400,
+            "{bad}"
+        );
+    }
 
     let (status, metrics) = http(&h.addr, "GET", "/metrics", "").await;
     assert_eq!(status, 200);

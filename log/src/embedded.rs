@@ -475,16 +475,15 @@ impl Log for EmbeddedLog {
                     {
                         let mut table = txn.open_table(TOPICS)?;
                         for spec in &specs {
-                            if table.get(spec.name.as_str())?.is_none() {
-                                table.insert(
-                                    spec.name.as_str(),
-                                    (
-                                        spec.partitions,
-                                        spec.retention_ms.unwrap_or(-1),
-                                        spec.compacted,
-                                    ),
-                                )?;
-                            }
+                            // A topic made earlier keeps its partitions but takes the
+                            // retention and compaction asked for now.
+                            let partitions = table
+                                .get(spec.name.as_str())?
+                                .map_or(spec.partitions, |old| old.value().0);
+                            table.insert(
+                                spec.name.as_str(),
+                                (partitions, spec.retention_ms.unwrap_or(-1), spec.compacted),
+                            )?;
                         }
                     }
                     txn.commit()?;
@@ -750,5 +749,54 @@ impl PartitionReader for EmbeddedReader {
                 return Ok(records);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records_in(log: &EmbeddedLog, topic: &str) -> usize {
+        let topic = topic.to_string();
+        log.shared
+            .db
+            .run(move |db| {
+                let txn = db.begin_read()?;
+                let records = txn.open_table(RECORDS)?;
+                let count = records
+                    .range((topic.as_str(), 0, 0)..=(topic.as_str(), u32::MAX, i64::MAX))?
+                    .count();
+                Ok(count)
+            })
+            .expect("reading the records")
+    }
+
+    /// Ensuring a topic again changes its retention (what `TIDINGS_TOPIC_RETENTION` relies
+    /// on) but never its partitions.
+    #[tokio::test]
+    async fn ensuring_a_topic_again_takes_its_new_retention_and_keeps_its_partitions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = EmbeddedLog::open(&dir.path().join("log.redb")).expect("open");
+        let forever = TopicSpec::new("t", 2);
+        log.ensure_topics(std::slice::from_ref(&forever))
+            .await
+            .expect("ensure");
+        for key in ["a", "b", "c"] {
+            log.produce(OutRecord::new("t", key, b"v".to_vec()))
+                .await
+                .expect("produce");
+        }
+        apply_retention(&log.shared).expect("retention");
+        assert_eq!(records_in(&log, "t"), 3, "kept for ever");
+
+        let none_kept = TopicSpec {
+            retention_ms: Some(0),
+            ..TopicSpec::new("t", 4)
+        };
+        log.ensure_topics(&[none_kept]).await.expect("ensure again");
+        assert_eq!(log.partitions("t").await.expect("partitions"), 2);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        apply_retention(&log.shared).expect("retention");
+        assert_eq!(records_in(&log, "t"), 0, "the new retention applies");
     }
 }

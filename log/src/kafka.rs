@@ -10,7 +10,10 @@ use crate::{
 };
 use async_trait::async_trait;
 use futures::FutureExt;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, ConfigSource, NewTopic, ResourceSpecifier,
+    TopicReplication,
+};
 use rdkafka::client::ClientContext;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -369,6 +372,74 @@ fn checkpoint_list(checkpoints: &[Checkpoint]) -> Result<TopicPartitionList> {
     Ok(list)
 }
 
+/// Sets `wanted` on an existing topic when any of it differs, keeping every other setting
+/// made on the topic (AlterConfigs resets what it does not name, and librdkafka's
+/// incremental form is not in the rdkafka crate, so the others are read and sent back).
+async fn update_topic_config(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    wanted: &[(&'static str, String)],
+    options: &AdminOptions,
+) -> Result<()> {
+    let described = admin
+        .describe_configs(&[ResourceSpecifier::Topic(topic)], options)
+        .await
+        .map_err(unavailable)?;
+    let current = match described.into_iter().next() {
+        Some(Ok(resource)) => resource,
+        Some(Err(code)) => {
+            return Err(LogError::Unavailable(format!(
+                "reading the settings of topic {topic}: {code}"
+            )))
+        }
+        None => {
+            return Err(LogError::Unavailable(format!(
+                "no settings returned for topic {topic}"
+            )))
+        }
+    };
+    let entries = current.entry_map();
+    let differs = wanted.iter().any(|(key, value)| {
+        entries.get(key).and_then(|e| e.value.as_deref()) != Some(value.as_str())
+    });
+    if !differs {
+        return Ok(());
+    }
+    let mut settings: Vec<(&str, &str)> = Vec::new();
+    for entry in &current.entries {
+        if entry.source != ConfigSource::DynamicTopic
+            || wanted.iter().any(|(key, _)| *key == entry.name)
+        {
+            continue;
+        }
+        let value = entry.value.as_deref().ok_or_else(|| {
+            LogError::Unavailable(format!(
+                "topic {topic} has a hidden setting {} that changing its settings would reset; change them by hand",
+                entry.name
+            ))
+        })?;
+        settings.push((&entry.name, value));
+    }
+    settings.extend(wanted.iter().map(|(key, value)| (*key, value.as_str())));
+    let alter = settings.iter().fold(
+        AlterConfig::new(ResourceSpecifier::Topic(topic)),
+        |alter, (key, value)| alter.set(key, value),
+    );
+    let results = admin
+        .alter_configs(&[alter], options)
+        .await
+        .map_err(unavailable)?;
+    for result in results {
+        if let Err((_, code)) = result {
+            return Err(LogError::Unavailable(format!(
+                "changing the settings of topic {topic}: {code}"
+            )));
+        }
+    }
+    tracing::info!(topic, settings = ?wanted, "topic settings updated");
+    Ok(())
+}
+
 #[async_trait]
 impl Log for KafkaLog {
     async fn ensure_topics(&self, specs: &[TopicSpec]) -> Result<()> {
@@ -403,14 +474,23 @@ impl Log for KafkaLog {
             .create_topics(&topics, &options)
             .await
             .map_err(unavailable)?;
+        let mut existing = Vec::new();
         for result in results {
             match result {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Ok(_) => {}
+                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => existing.push(name),
                 Err((name, code)) => {
                     return Err(LogError::Unavailable(format!(
                         "creating topic {name}: {code}"
                     )))
                 }
+            }
+        }
+        // A topic made earlier keeps its partitions, but takes the settings asked for now
+        // (a retention changed in TIDINGS_TOPIC_RETENTION reaches topics that exist).
+        for (spec, config) in specs.iter().zip(&configs) {
+            if existing.contains(&spec.name) {
+                update_topic_config(&admin, &spec.name, config, &options).await?;
             }
         }
         Ok(())

@@ -3,7 +3,8 @@
 //! - `tidings replay store` ([`rebuild_store`]): after a lost keyspace or store file, the
 //!   room log, kept for ever, still holds every message, read marker and mention. Every
 //!   partition is read from its first record, through the same writes as the live
-//!   processors: persistence's stored form for history, the inbox's rows and read markers.
+//!   processors: persistence's for history (messages, deletions, mutes), the inbox's rows
+//!   and read markers.
 //! - `tidings replay processor NAME` ([`backfill`]): one processor over the room log from a
 //!   time (or its beginning), e.g. the webhook processor for an endpoint added later. Each
 //!   processor says whether that is safe ([`crate::Backfill`]): the sequencer and the
@@ -343,7 +344,7 @@ pub async fn rebuild_store(
 /// What a replay into the store writes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Writes {
-    /// Messages, as persistence stores them.
+    /// Messages, deletions and mutes, as persistence stores them.
     pub history: bool,
     /// The inbox's rows and read markers, as the inbox processor stores them.
     pub inbox: bool,
@@ -668,6 +669,9 @@ mod tests {
             text: String::new(),
             origin_node: String::new(),
             origin_conn: String::new(),
+            target: None,
+            until: None,
+            role: None,
         };
         stats.count(&event("message"));
         stats.count(&event("message"));

@@ -144,6 +144,9 @@ impl Run {
 
     fn event(&self, kind: &str) -> ClientEvent {
         ClientEvent {
+            role: None,
+            target: None,
+            until: None,
             event_id: uuid::Uuid::new_v4().to_string(),
             kind: kind.into(),
             room: Some(self.room.clone()),
@@ -259,6 +262,9 @@ fn avro_long(n: i64) -> Vec<u8> {
 /// A room event framed with its own id but whose datum stops in the middle.
 fn truncated_room_event(room: &str) -> Vec<u8> {
     let mut bytes = RoomEvent {
+        role: None,
+        target: None,
+        until: None,
         event_id: "e".into(),
         kind: "message".into(),
         room: Some(room.into()),

@@ -146,6 +146,9 @@ impl Harness {
 
 fn event(kind: &str, edge: &str, room: &str) -> ClientEvent {
     ClientEvent {
+        role: None,
+        target: None,
+        until: None,
         event_id: uuid::Uuid::new_v4().to_string(),
         kind: kind.into(),
         room: Some(room.into()),
@@ -671,6 +674,9 @@ async fn a_retry_of_an_evicted_id_in_a_new_room_keeps_its_seq() {
 
 fn room_record(kind: &str, room: &str, user: &str, seq: i64, text: &str) -> OutRecord {
     let event = RoomEvent {
+        role: None,
+        target: None,
+        until: None,
         event_id: format!("{kind}-{room}-{seq}"),
         kind: kind.into(),
         room: Some(room.into()),

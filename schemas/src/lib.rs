@@ -11,8 +11,8 @@ pub mod text;
 pub mod wire;
 
 pub use records::{
-    allocation_limit, ClientEvent, Delivery, LogRecord, PresenceEntry, RoomEvent, Subscription,
-    MAX_RECORD_BYTES,
+    allocation_limit, ClientEvent, Delivery, LogRecord, ModeratorAction, PresenceEntry, Revocation,
+    RoomEvent, Subscription, MAX_RECORD_BYTES,
 };
 pub use registry::{SchemaVersion, Subject};
 

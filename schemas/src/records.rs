@@ -76,9 +76,18 @@ pub struct ClientEvent {
     /// v2: the users a `status` question asks about.
     #[serde(default)]
     pub users: Option<Vec<String>>,
-    /// v3: `read`: the seq the room is read up to.
+    /// v3: `read`: the seq the room is read up to; `delete`: the message to delete.
     #[serde(default)]
     pub seq: Option<i64>,
+    /// v4: `delete`, `mute`: the sender's role claim.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// v4: `mute`: the user to mute.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// v4: `mute`: until when (ms since the epoch).
+    #[serde(default)]
+    pub until: Option<i64>,
 }
 
 impl LogRecord for ClientEvent {
@@ -100,10 +109,42 @@ pub struct RoomEvent {
     pub text: String,
     pub origin_node: String,
     pub origin_conn: String,
+    /// v2: `delete`: the deleted message's sender; `mute`: the muted user.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// v2: `mute`: until when (ms since the epoch).
+    #[serde(default)]
+    pub until: Option<i64>,
+    /// v2: `delete`, `mute`: the role of the user who did it.
+    #[serde(default)]
+    pub role: Option<String>,
 }
 
 impl LogRecord for RoomEvent {
     const SUBJECT: Subject = Subject::RoomEvent;
+}
+
+/// A moderator's or admin's action, for the audit topic. See `moderator_action.v1.avsc`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModeratorAction {
+    pub event_id: String,
+    /// `delete`, `mute` or `revoke`.
+    pub kind: String,
+    pub room: Option<String>,
+    /// Who acted.
+    pub user: Option<String>,
+    pub ts: i64,
+    pub trace_id: String,
+    pub node: String,
+    pub role: String,
+    pub seq: Option<i64>,
+    pub target: Option<String>,
+    pub until: Option<i64>,
+    pub jti: Option<String>,
+}
+
+impl LogRecord for ModeratorAction {
+    const SUBJECT: Subject = Subject::ModeratorAction;
 }
 
 /// What one edge should pass to its connections. See `delivery.v1.avsc`.
@@ -213,12 +254,35 @@ impl LogRecord for Subscription {
     const SUBJECT: Subject = Subject::Subscription;
 }
 
+/// A revoked user (`user`) or token (`jti`), until `until`. See `revocation.v1.avsc`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub event_id: String,
+    pub kind: String,
+    pub room: Option<String>,
+    pub user: Option<String>,
+    pub ts: i64,
+    pub trace_id: String,
+    pub node: String,
+    pub jti: Option<String>,
+    pub until: i64,
+    pub by: String,
+    pub reason: Option<String>,
+}
+
+impl LogRecord for Revocation {
+    const SUBJECT: Subject = Subject::Revocation;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn room_event() -> RoomEvent {
         RoomEvent {
+            role: None,
+            target: None,
+            until: None,
             event_id: "e1".into(),
             kind: "message".into(),
             room: Some("lobby".into()),
@@ -239,7 +303,7 @@ mod tests {
         let event = room_event();
         let bytes = event.encode().unwrap();
         assert_eq!(bytes[0], 0);
-        assert_eq!(u32::from_be_bytes(bytes[1..5].try_into().unwrap()), 201);
+        assert_eq!(u32::from_be_bytes(bytes[1..5].try_into().unwrap()), 202);
         assert_eq!(RoomEvent::decode(&bytes).unwrap(), event);
 
         let delivery = Delivery {
@@ -275,6 +339,23 @@ mod tests {
             Delivery::decode(&delivery.encode().unwrap()).unwrap(),
             delivery
         );
+
+        let revocation = Revocation {
+            event_id: "r".into(),
+            kind: "revoke".into(),
+            room: None,
+            user: Some("mallory".into()),
+            ts: 5,
+            trace_id: "t".into(),
+            node: "edge-a".into(),
+            jti: None,
+            until: 1_700_000_086_400_000,
+            by: "root".into(),
+            reason: Some("abuse".into()),
+        };
+        let bytes = revocation.encode().unwrap();
+        assert_eq!(u32::from_be_bytes(bytes[1..5].try_into().unwrap()), 601);
+        assert_eq!(Revocation::decode(&bytes).unwrap(), revocation);
     }
 
     #[test]
@@ -282,7 +363,7 @@ mod tests {
         let bytes = room_event().encode().unwrap();
         assert!(matches!(
             Delivery::decode(&bytes),
-            Err(SchemaError::WrongSubject { id: 201, .. })
+            Err(SchemaError::WrongSubject { id: 202, .. })
         ));
     }
 

@@ -11,14 +11,18 @@ pub enum Subject {
     RoomEvent,
     Delivery,
     Subscription,
+    ModeratorAction,
+    Revocation,
 }
 
 impl Subject {
-    pub const ALL: [Subject; 4] = [
+    pub const ALL: [Subject; 6] = [
         Subject::ClientEvent,
         Subject::RoomEvent,
         Subject::Delivery,
         Subject::Subscription,
+        Subject::ModeratorAction,
+        Subject::Revocation,
     ];
 
     /// The Schema Registry subject name (record name strategy).
@@ -28,6 +32,8 @@ impl Subject {
             Subject::RoomEvent => "dev.tidings.RoomEvent",
             Subject::Delivery => "dev.tidings.Delivery",
             Subject::Subscription => "dev.tidings.Subscription",
+            Subject::ModeratorAction => "dev.tidings.ModeratorAction",
+            Subject::Revocation => "dev.tidings.Revocation",
         }
     }
 }
@@ -60,11 +66,15 @@ pub static VERSIONS: &[SchemaVersion] = &[
     version!(ClientEvent, 1, 101, "client_event.v1.avsc"),
     version!(ClientEvent, 2, 102, "client_event.v2.avsc"),
     version!(ClientEvent, 3, 103, "client_event.v3.avsc"),
+    version!(ClientEvent, 4, 104, "client_event.v4.avsc"),
     version!(RoomEvent, 1, 201, "room_event.v1.avsc"),
+    version!(RoomEvent, 2, 202, "room_event.v2.avsc"),
     version!(Delivery, 1, 301, "delivery.v1.avsc"),
     version!(Delivery, 2, 302, "delivery.v2.avsc"),
     version!(Delivery, 3, 303, "delivery.v3.avsc"),
     version!(Subscription, 1, 401, "subscription.v1.avsc"),
+    version!(ModeratorAction, 1, 501, "moderator_action.v1.avsc"),
+    version!(Revocation, 1, 601, "revocation.v1.avsc"),
 ];
 
 fn parsed() -> &'static [Schema] {

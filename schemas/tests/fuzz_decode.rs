@@ -12,8 +12,8 @@ use std::fmt::Debug;
 use tidings_schemas::registry::{self, Subject};
 use tidings_schemas::wire;
 use tidings_schemas::{
-    allocation_limit, ClientEvent, Delivery, LogRecord, PresenceEntry, RoomEvent, SchemaError,
-    Subscription, MAX_RECORD_BYTES,
+    allocation_limit, ClientEvent, Delivery, LogRecord, ModeratorAction, PresenceEntry, Revocation,
+    RoomEvent, SchemaError, Subscription, MAX_RECORD_BYTES,
 };
 
 /// Records the largest allocation each thread asks for, so a test can prove a decode stayed
@@ -74,6 +74,8 @@ fn decode_as_every_kind(bytes: &[u8]) {
     let _ = check_decode::<RoomEvent>(bytes);
     let _ = check_decode::<Delivery>(bytes);
     let _ = check_decode::<Subscription>(bytes);
+    let _ = check_decode::<ModeratorAction>(bytes);
+    let _ = check_decode::<Revocation>(bytes);
 }
 
 /// Avro's zig-zag varint of a long: how lengths are written.
@@ -121,6 +123,9 @@ fn client_event() -> impl Strategy<Value = ClientEvent> {
                 users,
                 seq,
             )| ClientEvent {
+                role: None,
+                target: None,
+                until: None,
                 event_id,
                 kind,
                 room,
@@ -149,6 +154,9 @@ fn room_event() -> impl Strategy<Value = RoomEvent> {
                 (event_id, kind, room, user, ts, trace_id),
                 (node, seq, client_id, text, origin_node, origin_conn),
             )| RoomEvent {
+                role: None,
+                target: None,
+                until: None,
                 event_id,
                 kind,
                 room,
@@ -377,6 +385,8 @@ fn a_hostile_length_in_a_union_branch_is_refused_without_allocating_it() {
             Subject::RoomEvent => RoomEvent::decode(&framed).map(drop),
             Subject::Delivery => Delivery::decode(&framed).map(drop),
             Subject::Subscription => Subscription::decode(&framed).map(drop),
+            Subject::ModeratorAction => ModeratorAction::decode(&framed).map(drop),
+            Subject::Revocation => Revocation::decode(&framed).map(drop),
         });
         assert!(result.is_err(), "{}", version.file);
         assert!(largest <= MAX_RECORD_BYTES, "{}: {largest}", version.file);
@@ -387,6 +397,9 @@ fn a_hostile_length_in_a_union_branch_is_refused_without_allocating_it() {
 #[test]
 fn records_over_the_bound_are_refused_before_decoding() {
     let mut bytes = RoomEvent {
+        role: None,
+        target: None,
+        until: None,
         event_id: "e".into(),
         kind: "message".into(),
         room: Some("r".into()),

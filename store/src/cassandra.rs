@@ -6,8 +6,8 @@
 
 use crate::{
     check_inbox_update, check_marker, check_range, check_room, check_snapshot, check_user,
-    check_users, validate, Direction, InboxRoom, InboxUpdate, Result, SeqRange, Store, StoreError,
-    StoredMessage, MAX_INBOX_ROOMS,
+    check_users, validate, Direction, InboxRoom, InboxUpdate, Mute, Result, SeqRange, Store,
+    StoreError, StoredMessage, MAX_INBOX_ROOMS, MAX_MUTES_PER_ROOM,
 };
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -217,6 +217,15 @@ fn schema(config: &CassandraConfig) -> Vec<String> {
                 PRIMARY KEY ((user, room), seq)
              )"
         ),
+        // Added after the first release: an existing keyspace gets it from `migrate`, which
+        // takes "already exists" as done.
+        format!("ALTER TABLE {ks}.messages ADD deleted boolean"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {ks}.mutes (
+                room text, user text, until bigint,
+                PRIMARY KEY (room, user)
+             )"
+        ),
         // Written with USING TIMESTAMP = seq, so the newest message wins whatever the order.
         format!(
             "CREATE TABLE IF NOT EXISTS {ks}.room_last (
@@ -253,6 +262,10 @@ struct Statements {
     count_mentions: PreparedStatement,
     room_last: PreparedStatement,
     set_room_last: PreparedStatement,
+    delete_message: PreparedStatement,
+    delete_room_last: PreparedStatement,
+    set_mute: PreparedStatement,
+    mutes: PreparedStatement,
 }
 
 pub struct CassandraStore {
@@ -277,10 +290,14 @@ impl CassandraStore {
     pub async fn migrate(config: &CassandraConfig) -> Result<()> {
         let session = connect_session(config).await?;
         for statement in schema(config) {
-            session
-                .query_unpaged(statement, &[])
-                .await
-                .map_err(unavailable)?;
+            match session.query_unpaged(statement.clone(), &[]).await {
+                Ok(_) => {}
+                // Cassandra has no ADD IF NOT EXISTS: a column already added is done.
+                Err(e)
+                    if statement.starts_with("ALTER TABLE")
+                        && e.to_string().contains("already exists") => {}
+                Err(e) => return Err(unavailable(e)),
+            }
         }
         session
             .await_schema_agreement()
@@ -328,11 +345,29 @@ impl CassandraStore {
             ))
             .await?,
             read_ascending: prepare(format!(
-                "SELECT {columns} FROM {ks}.messages WHERE room = ? AND bucket = ? AND seq > ? AND seq < ? ORDER BY seq ASC LIMIT ?"
+                "SELECT {columns}, deleted FROM {ks}.messages WHERE room = ? AND bucket = ? AND seq > ? AND seq < ? ORDER BY seq ASC LIMIT ?"
             ))
             .await?,
             read_descending: prepare(format!(
-                "SELECT {columns} FROM {ks}.messages WHERE room = ? AND bucket = ? AND seq > ? AND seq < ? ORDER BY seq DESC LIMIT ?"
+                "SELECT {columns}, deleted FROM {ks}.messages WHERE room = ? AND bucket = ? AND seq > ? AND seq < ? ORDER BY seq DESC LIMIT ?"
+            ))
+            .await?,
+            delete_message: prepare(format!(
+                "UPDATE {ks}.messages SET body = '', deleted = true WHERE room = ? AND bucket = ? AND seq = ?"
+            ))
+            .await?,
+            // At the timestamp the message was written to room_last with (its seq): a tie
+            // goes to the deletion, and a newer message (a higher timestamp) stays.
+            delete_room_last: prepare(format!(
+                "UPDATE {ks}.room_last USING TIMESTAMP ? SET body = null WHERE room = ?"
+            ))
+            .await?,
+            set_mute: prepare(format!(
+                "INSERT INTO {ks}.mutes (room, user, until) VALUES (?, ?, ?)"
+            ))
+            .await?,
+            mutes: prepare(format!(
+                "SELECT user, until FROM {ks}.mutes WHERE room = ? LIMIT {MAX_MUTES_PER_ROOM}"
             ))
             .await?,
             head: prepare(format!("SELECT head FROM {ks}.room_heads WHERE room = ?")).await?,
@@ -596,17 +631,21 @@ impl Store for CassandraStore {
                 .into_rows_result()
                 .map_err(unavailable)?;
             for row in rows
-                .rows::<(i64, String, String, String, i64)>()
+                .rows::<(i64, String, String, String, i64, Option<bool>)>()
                 .map_err(unavailable)?
             {
-                let (seq, client_id, from, text, ts) = row.map_err(unavailable)?;
+                let (seq, client_id, from, text, ts, deleted) = row.map_err(unavailable)?;
+                // A message appended again after its deletion (a replay) gets its body back
+                // until the deletion is replayed too; `deleted` stays set throughout.
+                let deleted = deleted.unwrap_or(false);
                 out.push(StoredMessage {
                     room: room.to_string(),
                     seq,
                     client_id,
                     from,
-                    text,
+                    text: if deleted { String::new() } else { text },
                     ts,
+                    deleted,
                 });
             }
             if out.len() >= range.limit {
@@ -852,13 +891,15 @@ impl Store for CassandraStore {
             Option<i64>,
         );
         let found = rows.maybe_first_row::<Row>().map_err(unavailable)?;
-        // Every cell is written in one statement, so a row has all of them or none.
+        // Every cell is written in one statement, so a row has all of them or none; but a
+        // deletion of that message takes the body away.
         Ok(found.and_then(|(seq, client_id, from, text, ts)| {
             Some(StoredMessage {
                 room: room.to_string(),
                 seq: seq?,
                 client_id: client_id.unwrap_or_default(),
                 from: from.unwrap_or_default(),
+                deleted: text.is_none(),
                 text: text.unwrap_or_default(),
                 ts: ts.unwrap_or(0),
             })
@@ -872,6 +913,82 @@ impl Store for CassandraStore {
             self.count(&self.statements.count_sent, user, room, after),
             self.count(&self.statements.count_mentions, user, room, after),
         )
+    }
+
+    async fn delete_messages(&self, targets: &[(String, i64)]) -> Result<()> {
+        for (room, _) in targets {
+            check_room(room)?;
+        }
+        let writes: Vec<BoxFuture<'_, Result<()>>> = targets
+            .iter()
+            .map(|(room, seq)| -> BoxFuture<'_, Result<()>> {
+                Box::pin(async move {
+                    let bucket = self.bucket_of(*seq);
+                    self.session
+                        .execute_unpaged(&self.statements.delete_message, (room, bucket, *seq))
+                        .await
+                        .map_err(unavailable)?;
+                    self.session
+                        .execute_unpaged(&self.statements.delete_room_last, (*seq, room))
+                        .await
+                        .map_err(unavailable)?;
+                    Ok(())
+                })
+            })
+            .collect();
+        stream::iter(writes)
+            .buffer_unordered(self.write_concurrency)
+            .try_collect::<()>()
+            .await
+    }
+
+    async fn set_mutes(&self, mutes: &[Mute]) -> Result<()> {
+        for m in mutes {
+            check_room(&m.room)?;
+            check_user(&m.user)?;
+        }
+        // The last of each (room, user) only: written concurrently, two would race.
+        let mut last: HashMap<(&str, &str), i64> = HashMap::new();
+        for m in mutes {
+            last.insert((&m.room, &m.user), m.until);
+        }
+        let writes: Vec<BoxFuture<'_, Result<()>>> = last
+            .into_iter()
+            .map(|((room, user), until)| -> BoxFuture<'_, Result<()>> {
+                Box::pin(async move {
+                    self.session
+                        .execute_unpaged(&self.statements.set_mute, (room, user, until))
+                        .await
+                        .map(|_| ())
+                        .map_err(unavailable)
+                })
+            })
+            .collect();
+        stream::iter(writes)
+            .buffer_unordered(self.write_concurrency)
+            .try_collect::<()>()
+            .await
+    }
+
+    async fn mutes(&self, room: &str) -> Result<Vec<Mute>> {
+        check_room(room)?;
+        let rows = self
+            .session
+            .execute_unpaged(&self.statements.mutes, (room,))
+            .await
+            .map_err(unavailable)?
+            .into_rows_result()
+            .map_err(unavailable)?;
+        let mut found = Vec::new();
+        for row in rows.rows::<(String, Option<i64>)>().map_err(unavailable)? {
+            let (user, until) = row.map_err(unavailable)?;
+            found.push(Mute {
+                room: room.to_string(),
+                user,
+                until: until.unwrap_or(0),
+            });
+        }
+        Ok(found)
     }
 
     /// One small write at the store's consistency: it needs as many live replicas as any

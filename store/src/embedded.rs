@@ -4,8 +4,8 @@
 
 use crate::{
     check_inbox_update, check_marker, check_range, check_room, check_snapshot, check_user,
-    check_users, validate, Direction, InboxRoom, InboxUpdate, Result, SeqRange, Store, StoreError,
-    StoredMessage, MAX_INBOX_ROOMS,
+    check_users, validate, Direction, InboxRoom, InboxUpdate, Mute, Result, SeqRange, Store,
+    StoreError, StoredMessage, MAX_INBOX_ROOMS, MAX_MUTES_PER_ROOM,
 };
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -32,6 +32,10 @@ const INBOX_ROOMS: TableDefinition<(&str, &str), Option<i64>> = TableDefinition:
 type InboxKey<'a> = (&'a str, &'a str, i64);
 const INBOX_SENT: TableDefinition<InboxKey, ()> = TableDefinition::new("inbox_sent");
 const INBOX_MENTIONS: TableDefinition<InboxKey, ()> = TableDefinition::new("inbox_mentions");
+/// (room, seq) of deleted messages; their text is removed from MESSAGES and ROOM_LAST.
+const DELETED: TableDefinition<(&str, i64), ()> = TableDefinition::new("deleted");
+/// (room, user) → muted until (ms).
+const MUTES: TableDefinition<(&str, &str), i64> = TableDefinition::new("mutes");
 /// room → its newest message as (seq, client id, from, text, ts).
 const ROOM_LAST: TableDefinition<&str, (i64, &str, &str, &str, i64)> =
     TableDefinition::new("room_last");
@@ -60,6 +64,8 @@ impl EmbeddedStore {
             txn.open_table(INBOX_SENT)?;
             txn.open_table(INBOX_MENTIONS)?;
             txn.open_table(ROOM_LAST)?;
+            txn.open_table(DELETED)?;
+            txn.open_table(MUTES)?;
             txn.commit()?;
             Ok(())
         })
@@ -148,6 +154,7 @@ impl Store for EmbeddedStore {
         self.blocking(move |db| {
             let txn = db.begin_read()?;
             let table = txn.open_table(MESSAGES)?;
+            let deleted = txn.open_table(DELETED)?;
             let span =
                 table.range((room.as_str(), range.after + 1)..(room.as_str(), range.before))?;
             let to_message = |entry: std::result::Result<
@@ -160,13 +167,19 @@ impl Store for EmbeddedStore {
                 let (k, v) = entry?;
                 let (_, seq) = k.value();
                 let (client_id, from, text, ts) = v.value();
+                let is_deleted = deleted.get((room.as_str(), seq))?.is_some();
                 Ok::<_, redb::Error>(StoredMessage {
                     room: room.clone(),
                     seq,
                     client_id: client_id.to_string(),
                     from: from.to_string(),
-                    text: text.to_string(),
+                    text: if is_deleted {
+                        String::new()
+                    } else {
+                        text.to_string()
+                    },
                     ts,
+                    deleted: is_deleted,
                 })
             };
             match range.direction {
@@ -406,17 +419,24 @@ impl Store for EmbeddedStore {
         self.blocking(move |db| {
             let txn = db.begin_read()?;
             let table = txn.open_table(ROOM_LAST)?;
-            let found = table.get(room.as_str())?;
-            Ok(found.map(|v| {
-                let (seq, client_id, from, text, ts) = v.value();
-                StoredMessage {
-                    room: room.clone(),
-                    seq,
-                    client_id: client_id.to_string(),
-                    from: from.to_string(),
-                    text: text.to_string(),
-                    ts,
-                }
+            let deleted = txn.open_table(DELETED)?;
+            let Some(found) = table.get(room.as_str())? else {
+                return Ok(None);
+            };
+            let (seq, client_id, from, text, ts) = found.value();
+            let is_deleted = deleted.get((room.as_str(), seq))?.is_some();
+            Ok(Some(StoredMessage {
+                room: room.clone(),
+                seq,
+                client_id: client_id.to_string(),
+                from: from.to_string(),
+                text: if is_deleted {
+                    String::new()
+                } else {
+                    text.to_string()
+                },
+                ts,
+                deleted: is_deleted,
             }))
         })
         .await
@@ -432,6 +452,85 @@ impl Store for EmbeddedStore {
             let mentions =
                 Self::count_after(&txn.open_table(INBOX_MENTIONS)?, &user, &room, after)?;
             Ok((sent, mentions))
+        })
+        .await
+    }
+
+    async fn delete_messages(&self, targets: &[(String, i64)]) -> Result<()> {
+        for (room, _) in targets {
+            check_room(room)?;
+        }
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let targets = targets.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_write()?;
+            {
+                let mut deleted = txn.open_table(DELETED)?;
+                let mut messages = txn.open_table(MESSAGES)?;
+                for (room, seq) in &targets {
+                    deleted.insert((room.as_str(), *seq), ())?;
+                    // The text goes for good; the row keeps its seq, sender and time.
+                    let kept = messages.get((room.as_str(), *seq))?.map(|v| {
+                        let (client_id, from, _, ts) = v.value();
+                        (client_id.to_string(), from.to_string(), ts)
+                    });
+                    if let Some((client_id, from, ts)) = kept {
+                        messages.insert(
+                            (room.as_str(), *seq),
+                            (client_id.as_str(), from.as_str(), "", ts),
+                        )?;
+                    }
+                }
+            }
+            Ok(txn.commit()?)
+        })
+        .await
+    }
+
+    async fn set_mutes(&self, mutes: &[Mute]) -> Result<()> {
+        for m in mutes {
+            check_room(&m.room)?;
+            check_user(&m.user)?;
+        }
+        if mutes.is_empty() {
+            return Ok(());
+        }
+        let mutes = mutes.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(MUTES)?;
+                for m in &mutes {
+                    table.insert((m.room.as_str(), m.user.as_str()), m.until)?;
+                }
+            }
+            Ok(txn.commit()?)
+        })
+        .await
+    }
+
+    async fn mutes(&self, room: &str) -> Result<Vec<Mute>> {
+        check_room(room)?;
+        let room = room.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(MUTES)?;
+            let mut found = Vec::new();
+            for entry in table.range((room.as_str(), "")..)? {
+                let (k, v) = entry?;
+                let (r, user) = k.value();
+                if r != room || found.len() == MAX_MUTES_PER_ROOM {
+                    break;
+                }
+                found.push(Mute {
+                    room: room.clone(),
+                    user: user.to_string(),
+                    until: v.value(),
+                });
+            }
+            Ok(found)
         })
         .await
     }

@@ -42,6 +42,9 @@ pub struct StoredMessage {
     pub text: String,
     /// Server time (ms) when the seq was assigned.
     pub ts: i64,
+    /// A moderator or the sender deleted it: it keeps its seq, sender and time (no gap
+    /// appears) and has no text.
+    pub deleted: bool,
 }
 
 /// What the inbox processor derives from a stretch of the room log. Every part is
@@ -67,6 +70,18 @@ impl InboxUpdate {
             && self.last.is_empty()
     }
 }
+
+/// A user silenced in a room until `until` (ms since the epoch); a later mute of the same
+/// user in the same room replaces it (an `until` in the past lifts it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mute {
+    pub room: String,
+    pub user: String,
+    pub until: i64,
+}
+
+/// Most mutes [`Store::mutes`] returns for one room.
+pub const MAX_MUTES_PER_ROOM: usize = 10_000;
 
 /// A room in a user's inbox and how far they read it (0: never marked).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -345,6 +360,16 @@ pub trait Store: Send + Sync + 'static {
     /// In a room, how many messages after seq `after` the user sent, and how many mention
     /// them.
     async fn counts_after(&self, user: &str, room: &str, after: i64) -> Result<(i64, i64)>;
+
+    /// Deletes messages: each (room, seq) reads back with `deleted` and no text, from
+    /// `read` and `last_message`, also after the message is appended again. Idempotent.
+    async fn delete_messages(&self, targets: &[(String, i64)]) -> Result<()>;
+
+    /// Records mutes; of several for one (room, user), the last in the slice wins.
+    async fn set_mutes(&self, mutes: &[Mute]) -> Result<()>;
+
+    /// A room's mutes (expired ones too), at most [`MAX_MUTES_PER_ROOM`].
+    async fn mutes(&self, room: &str) -> Result<Vec<Mute>>;
 
     /// `Ok` when writes can be taken now, else why not (`unavailable`). Cheap enough for a
     /// readiness probe every few seconds: Cassandra answers one small write within a short

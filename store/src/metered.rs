@@ -9,7 +9,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts};
 
-use crate::{InboxRoom, InboxUpdate, Result, SeqRange, Store, StoredMessage};
+use crate::{InboxRoom, InboxUpdate, Mute, Result, SeqRange, Store, StoredMessage};
 
 /// From 100 µs (an embedded read from cache) to 5 s (a Cassandra timeout).
 const BUCKETS: &[f64] = &[
@@ -92,6 +92,9 @@ ops!(
     inbox_rooms,
     last_message,
     counts_after,
+    delete_messages,
+    set_mutes,
+    mutes,
     writable,
 );
 
@@ -221,6 +224,21 @@ impl Store for Metered {
         self.timed(t, call).await
     }
 
+    async fn delete_messages(&self, targets: &[(String, i64)]) -> Result<()> {
+        let t = &self.timers.delete_messages;
+        self.timed(t, self.inner.delete_messages(targets)).await
+    }
+
+    async fn set_mutes(&self, mutes: &[Mute]) -> Result<()> {
+        let t = &self.timers.set_mutes;
+        self.timed(t, self.inner.set_mutes(mutes)).await
+    }
+
+    async fn mutes(&self, room: &str) -> Result<Vec<Mute>> {
+        let t = &self.timers.mutes;
+        self.timed(t, self.inner.mutes(room)).await
+    }
+
     async fn writable(&self) -> Result<()> {
         let t = &self.timers.writable;
         self.timed(t, self.inner.writable()).await
@@ -269,6 +287,7 @@ mod tests {
             from: "ada".into(),
             text: "hi".into(),
             ts: 1,
+            deleted: false,
         };
         store.append(&[message]).await.expect("append");
         assert_eq!(store.head("general").await.expect("head"), 1);

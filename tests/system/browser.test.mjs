@@ -283,4 +283,53 @@ describe('browser chat page', () => {
     await roomsAre(bob, [['#lobby', ''], ['ada', ''], ['#kitchen', '']], 'all read');
     await roomsAre(bob2, [['#lobby', ''], ['#kitchen', ''], ['ada', '']], 'all read in the other tab', LIVE_MS);
   });
+
+  it('a moderator deletes a message for everyone and mutes its sender from the page; members delete their own', async (t) => {
+    const { proc, browser } = await setUp(t);
+    const ada = await openTab(browser, proc.url, 'ada', 'lobby');
+    const modPage = await (await browser.newContext()).newPage();
+    await modPage.goto(proc.url);
+    await modPage.fill('#name', 'mia');
+    await modPage.fill('#room', 'lobby');
+    await modPage.check('#moderator');
+    await modPage.click('#go');
+    await untilJoined(modPage);
+    for (const text of ['first words', 'regrettable words']) {
+      await ada.fill('#text', text);
+      await ada.press('#text', 'Enter');
+      await logHas(modPage, text);
+    }
+    // Ada sees delete on her own lines only; the moderator sees delete and mute on them.
+    assert.equal(await ada.locator('#log .msg .mute').count(), 0);
+    assert.equal(await modPage.locator('#log .msg[data-seq="2"] .mute').count(), 1);
+    await modPage.click('#log .msg[data-seq="2"] .delete');
+    for (const page of [ada, modPage]) {
+      await until(page, '#log .msg[data-seq="2"] .text', (s) => s === 'message deleted', 'the line shows the deletion');
+      assert.equal(await page.locator('#log .msg.deleted').count(), 1);
+    }
+    assert.ok(!(await ada.textContent('#log')).includes('regrettable'), 'the text is gone from the page');
+
+    // Reloaded, the page shows it deleted from history too.
+    await ada.reload();
+    await ada.fill('#name', 'ada');
+    await ada.fill('#room', 'lobby');
+    await ada.click('#go');
+    await untilJoined(ada);
+    await until(ada, '#log .msg[data-seq="2"] .text', (s) => s === 'message deleted', 'history shows the deletion');
+
+    // Muted from the page: her next send is refused and says why.
+    await modPage.click('#log .msg[data-seq="1"] .mute');
+    await statusIs(modPage, 'ada is muted here for 10 minutes');
+    await ada.fill('#text', 'can I still talk?');
+    await ada.press('#text', 'Enter');
+    await until(ada, '#status', (s) => s.includes('muted'), 'the refusal is shown');
+
+    // A member deletes her own message.
+    const bob = await openTab(browser, proc.url, 'bob', 'lobby');
+    await bob.fill('#text', 'oops, wrong room');
+    await bob.press('#text', 'Enter');
+    await logHas(bob, 'oops, wrong room');
+    await bob.click('#log .msg[data-seq="3"] .delete');
+    await until(modPage, '#log .msg[data-seq="3"] .text', (s) => s === 'message deleted', 'everyone sees it deleted');
+  });
 });

@@ -20,16 +20,17 @@ SECRET = "python-test-secret"
 BIN = os.environ.get("TIDINGS_BIN", os.path.join(os.path.dirname(__file__), "../../target/debug/tidings"))
 
 
-def make_token(sub, secret=SECRET, expires_in=3600):
+def make_token(sub, secret=SECRET, expires_in=3600, claims=None):
     def b64(data):
         return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
-    signing_input = f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64({'sub': sub, 'exp': int(time.time()) + expires_in})}"
+    payload = {"sub": sub, "exp": int(time.time()) + expires_in, **(claims or {})}
+    signing_input = f"{b64({'alg': 'HS256', 'typ': 'JWT'})}.{b64(payload)}"
     signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
 
 
-def connect(url, sub):
+def connect(url, sub, claims=None):
     client = socketio.Client(reconnection=False)
     client.received = []
     ready = threading.Event()
@@ -39,7 +40,7 @@ def connect(url, sub):
         client.received.append(data)
         ready.set()
 
-    client.connect(url, auth={"token": make_token(sub)}, transports=["websocket"], wait_timeout=10)
+    client.connect(url, auth={"token": make_token(sub, claims=claims)}, transports=["websocket"], wait_timeout=10)
     return client
 
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { contractSuite } from './contract.mjs';
 import { contractV2Suite } from './contract_v2.mjs';
+import { contractV3Suite } from './contract_v3.mjs';
 import { Proc, call, connect, distributedEnv, freePort, migrate, token, unique, waitUntil } from './harness.mjs';
 
 /** Two edges and `processor all` on Kafka and Cassandra. */
@@ -18,6 +19,11 @@ async function twoEdges() {
   return {
     urls: edges.map((e) => e.url),
     processorsUrl: processors.url,
+    /** One more edge of this deployment, with `extra` settings. */
+    edge: async (extra) => {
+      const e = await new Proc(['edge'], { ...env, TIDINGS_NODE_ID: unique('edge-x'), ...extra }, { port: await freePort() }).start();
+      return { url: e.url, stop: () => e.kill('SIGTERM') };
+    },
     stop: async () => {
       for (const p of [...edges, processors]) await p.kill('SIGTERM');
     },
@@ -26,6 +32,7 @@ async function twoEdges() {
 
 contractSuite('Kafka and Cassandra (two edges, processors apart)', twoEdges);
 contractV2Suite('Kafka and Cassandra (two edges, processors apart)', twoEdges);
+contractV3Suite('Kafka and Cassandra (two edges, processors apart)', twoEdges);
 
 describe('processors are observable (Kafka and Cassandra)', () => {
   let deployment;

@@ -16,10 +16,10 @@ export const CASSANDRA = process.env.TIDINGS_CASSANDRA ?? '127.0.0.1:9042';
 
 const b64url = (s) => Buffer.from(s).toString('base64url');
 
-/** An HS256 JWT, made the way any issuer would. */
-export function token(sub, { secret = SECRET, expiresIn = 3600, name } = {}) {
+/** An HS256 JWT, made the way any issuer would; `claims` adds any (`rooms`, `role`, …). */
+export function token(sub, { secret = SECRET, expiresIn = 3600, name, claims: extra = {} } = {}) {
   const header = b64url(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
-  const claims = { sub, exp: Math.floor(Date.now() / 1000) + expiresIn };
+  const claims = { sub, exp: Math.floor(Date.now() / 1000) + expiresIn, ...extra };
   if (name) claims.name = name;
   const payload = b64url(JSON.stringify(claims));
   const signature = createHmac('sha256', secret).update(`${header}.${payload}`).digest('base64url');

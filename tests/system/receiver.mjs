@@ -19,13 +19,13 @@ export function bodyOf(req) {
 }
 
 /**
- * A webhook receiver: answers 500 while `failing()` says so, else 200 after `delayMs` (and
- * after `hold()`, if given, resolves). Keeps every attempt, checks each signature (made with
- * `secret`), and counts POSTs in flight per room.
+ * A webhook receiver: answers `status` (500) while `failing()` says so, else 200 after
+ * `delayMs` (and after `hold()`, if given, resolves). Keeps every attempt, checks each
+ * signature (made with `secret`), and counts POSTs in flight per room.
  */
 export class Receiver {
-  constructor({ failing = () => false, delayMs = 0, secret = HOOK_SECRET, hold = null } = {}) {
-    Object.assign(this, { failing, delayMs, secret, hold, attempts: [], accepted: [], badSignatures: 0 });
+  constructor({ failing = () => false, delayMs = 0, status = 500, secret = HOOK_SECRET, hold = null } = {}) {
+    Object.assign(this, { failing, delayMs, status, secret, hold, attempts: [], accepted: [], badSignatures: 0 });
     this.inFlight = new Map();
     this.maxInFlightPerRoom = 0;
     this.maxInFlight = 0;
@@ -48,7 +48,7 @@ export class Receiver {
       this.inFlight.set(room, this.inFlight.get(room) - 1);
       this.total--;
       if (fail) {
-        res.writeHead(500).end('not now');
+        res.writeHead(this.status).end('not now');
       } else {
         this.accepted.push(event);
         res.writeHead(200).end('ok');

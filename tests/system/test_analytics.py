@@ -8,6 +8,7 @@ import subprocess
 import sys
 import urllib.request
 import uuid
+import time
 
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -21,12 +22,13 @@ GUIDE = os.path.join(os.path.dirname(__file__), "../../CONSUMING.md")
 
 # What the traffic below must leave on each topic, at least.
 EXPECTED_KINDS = {
-    "tidings.client-events": {"send", "join", "head", "read"},
-    "tidings.room-log": {"message", "host", "read"},
+    "tidings.client-events": {"send", "join", "head", "read", "delete", "mute"},
+    "tidings.room-log": {"message", "host", "read", "delete", "mute"},
+    "tidings.audit": {"delete", "mute"},
     "tidings.typing": {"typing"},
     "tidings.presence": {"online", "join", "leave", "offline", "presence", "status"},
     "tidings.deliveries": {"ack", "reject", "joined", "message", "typing", "head", "presence",
-                           "presence-answer", "status-answer", "read", "receipt", "notify"},
+                           "presence-answer", "status-answer", "read", "receipt", "notify", "deleted"},
     "tidings.subscriptions": {"host", "user-host", "user-unhost"},
 }
 
@@ -65,6 +67,12 @@ def traffic(url, suffix):
     assert ada.call("join", {"room": dm}, timeout=30)["ok"] is True
     assert ada.call("send", {"room": dm, "id": "d1", "text": "psst"}, timeout=30)["seq"] == 1
     wait_for(lambda: typing and reads and receipts and notices, timeout=30)
+    mod = connect(url, f"mia-{suffix}", claims={"role": "moderator"})
+    assert mod.call("join", {"room": room}, timeout=30)["ok"] is True
+    assert ada.call("send", {"room": room, "id": "m3", "text": "regrettable"}, timeout=30)["seq"] == 2
+    assert mod.call("delete", {"room": room, "seq": 2}, timeout=30) == {"ok": True}
+    assert mod.call("mute", {"room": room, "user": b, "until": int(time.time() * 1000) + 60000}, timeout=30) == {"ok": True}
+    mod.disconnect()
     charlie = connect(url, f"charlie-{suffix}")
     assert charlie.call("join", {"room": room}, timeout=30)["ok"] is True
     wait_for(lambda: presence, timeout=30)
@@ -76,8 +84,9 @@ def traffic(url, suffix):
 
 def test_a_stock_avro_deserializer_decodes_every_record_of_every_topic(distributed, registry):
     subjects = json.load(urllib.request.urlopen(f"{registry}/subjects", timeout=10))
-    # Webhook dead letters appear only when an endpoint gives up (test_webhook_dead_letters.py).
-    with_schemas = [*EXPECTED_KINDS, "tidings.webhook-dead-letters"]
+    # Webhook dead letters appear only when an endpoint gives up (test_webhook_dead_letters.py),
+    # revocations only when an admin revokes (contract_v3.mjs).
+    with_schemas = [*EXPECTED_KINDS, "tidings.webhook-dead-letters", "tidings.revocations"]
     assert sorted(subjects) == sorted(f"{t}-value" for t in with_schemas)
 
     reader = Consumer({"bootstrap.servers": BROKERS, "group.id": f"analytics-{uuid.uuid4().hex}",
@@ -122,7 +131,8 @@ def test_a_stock_avro_deserializer_decodes_every_record_of_every_topic(distribut
 
     wait_for(complete, timeout=60)
     reader.close()
-    assert [(m["seq"], m["text"], m["client_id"]) for m in messages] == [(1, "hello analytics", "m1")]
+    assert [(m["seq"], m["text"], m["client_id"]) for m in messages] == [
+        (1, "hello analytics", "m1"), (2, "regrettable", "m3")]
 
 
 def guide_consumer():

@@ -169,6 +169,39 @@ describe('webhooks, standalone', () => {
     await waitUntil('dead letters counted', async () => (await metric(proc.url, 'tidings_webhook_dead_lettered_total{endpoint="test"}')) === 2, 10000);
   });
 
+  it('a 4xx refusal is dead-lettered at once, a 429 is tried again', async (t) => {
+    const receiver = await new Receiver({ failing: (e) => e.text === 'refused', status: 410 }).start();
+    t.after(() => receiver.close());
+    const prefix = unique('gone');
+    const proc = await standalone(tempDir(), webhookEnv(receiver, `${prefix}.*`, { TIDINGS_WEBHOOK_MAX_ATTEMPTS: '3' }));
+    t.after(() => proc.kill('SIGTERM'));
+    const room = `${prefix}.room`;
+    const socket = await connect(proc.url, { token: token('ann') });
+    t.after(() => socket.close());
+    assert.equal((await call(socket, 'join', { room })).ok, true);
+    for (const [id, text] of [['1', 'refused'], ['2', 'fine']]) {
+      assert.equal((await call(socket, 'send', { room, id, text })).ok, true);
+    }
+    await waitUntil('fine delivered', () => receiver.accepted.length === 1, 30000);
+    assert.deepEqual(receiver.attempts.map((a) => a.seq), [1, 2], 'one try for a 410');
+    await waitUntil('dead letter counted', async () => (await metric(proc.url, 'tidings_webhook_dead_lettered_total{endpoint="test"}')) === 1, 10000);
+
+    const busy = await new Receiver({ failing: (e) => e.text === 'busy', status: 429 }).start();
+    t.after(() => busy.close());
+    const prefix2 = unique('busy');
+    const proc2 = await standalone(tempDir(), webhookEnv(busy, `${prefix2}.*`, { TIDINGS_WEBHOOK_MAX_ATTEMPTS: '3' }));
+    t.after(() => proc2.kill('SIGTERM'));
+    const socket2 = await connect(proc2.url, { token: token('ann') });
+    t.after(() => socket2.close());
+    const room2 = `${prefix2}.room`;
+    assert.equal((await call(socket2, 'join', { room: room2 })).ok, true);
+    for (const [id, text] of [['1', 'busy'], ['2', 'fine']]) {
+      assert.equal((await call(socket2, 'send', { room: room2, id, text })).ok, true);
+    }
+    await waitUntil('fine delivered', () => busy.accepted.length === 1, 30000);
+    assert.deepEqual(busy.attempts.map((a) => a.seq), [1, 1, 1, 2], 'a 429 is tried again');
+  });
+
   it('a SIGKILL mid-stream loses nothing', async (t) => {
     const receiver = await new Receiver({ delayMs: 1 }).start();
     t.after(() => receiver.close());

@@ -118,6 +118,7 @@ async fn the_cassandra_store_is_not_writable_while_cut_off() {
             from: "someone".into(),
             text: "back".into(),
             ts: 1,
+            deleted: false,
         }])
         .await
         .expect("an append, as writable() said");

@@ -157,6 +157,7 @@ fn message(room: &str, seq: i64) -> StoredMessage {
         from: "someone".into(),
         text: "x".repeat(200),
         ts: seq,
+        deleted: false,
     }
 }
 

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 use tidings_store::{
-    Direction, InboxRoom, InboxUpdate, SeqRange, Store, StoreError, StoredMessage, MAX_INBOX_ROOMS,
-    MAX_INBOX_UPDATE, MAX_TEXT_BYTES,
+    Direction, InboxRoom, InboxUpdate, Mute, SeqRange, Store, StoreError, StoredMessage,
+    MAX_INBOX_ROOMS, MAX_INBOX_UPDATE, MAX_TEXT_BYTES,
 };
 use tidings_tests::unique;
 
@@ -16,6 +16,7 @@ fn message(room: &str, seq: i64) -> StoredMessage {
         from: "ada".into(),
         text: format!("message {seq} ✓"),
         ts: 1_700_000_000_000 + seq,
+        deleted: false,
     }
 }
 
@@ -487,9 +488,113 @@ pub async fn inbox_rooms_are_bounded(store: Arc<dyn Store>) {
     assert_eq!(listed, expected, "the first rooms in name order");
 }
 
+pub async fn deletions_keep_the_seq_and_remove_the_text(store: Arc<dyn Store>) {
+    let room = unique("room");
+    let batch: Vec<_> = (1..=25).map(|s| message(&room, s)).collect();
+    store.append(&batch).await.unwrap();
+    store
+        .update_inbox(&InboxUpdate {
+            last: vec![message(&room, 25)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let targets = vec![(room.clone(), 3), (room.clone(), 12), (room.clone(), 25)];
+    store.delete_messages(&targets).await.unwrap();
+    // A replay appends the messages again and deletes them again; in between and after,
+    // they stay deleted.
+    store.append(&batch).await.unwrap();
+    store.delete_messages(&targets[..1]).await.unwrap();
+    for direction in [Direction::Ascending, Direction::Descending] {
+        let range = SeqRange {
+            after: 0,
+            before: 100,
+            direction,
+            limit: 100,
+        };
+        let all = store.read(&room, range).await.unwrap();
+        assert_eq!(all.len(), 25, "no gap: every seq is still there");
+        for m in &all {
+            let gone = [3, 12, 25].contains(&m.seq);
+            assert_eq!(m.deleted, gone, "seq {}", m.seq);
+            if gone {
+                assert_eq!(m.text, "", "a deleted message has no text");
+                assert_eq!((m.from.as_str(), m.ts), ("ada", 1_700_000_000_000 + m.seq));
+            } else {
+                assert_eq!(m.text, message(&room, m.seq).text);
+            }
+        }
+    }
+    assert_eq!(store.head(&room).await.unwrap(), 25);
+    let last = store.last_message(&room).await.unwrap().unwrap();
+    assert_eq!((last.seq, last.deleted, last.text.as_str()), (25, true, ""));
+    // A newer message after the deleted one is the room's last, with its text.
+    store
+        .update_inbox(&InboxUpdate {
+            last: vec![message(&room, 26)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let last = store.last_message(&room).await.unwrap().unwrap();
+    assert_eq!((last.seq, last.deleted), (26, false));
+    assert_eq!(last.text, message(&room, 26).text);
+    assert!(store
+        .delete_messages(&[("bad room".into(), 1)])
+        .await
+        .is_err());
+}
+
+pub async fn mutes_are_kept_per_room_and_the_last_one_wins(store: Arc<dyn Store>) {
+    let room = unique("room");
+    let other = unique("room");
+    let mute = |room: &str, user: &str, until| Mute {
+        room: room.to_string(),
+        user: user.to_string(),
+        until,
+    };
+    assert_eq!(store.mutes(&room).await.unwrap(), vec![]);
+    store
+        .set_mutes(&[
+            mute(&room, "eve", 100),
+            mute(&room, "mallory", 200),
+            mute(&other, "eve", 300),
+            mute(&room, "eve", 50),
+        ])
+        .await
+        .unwrap();
+    let mut found = store.mutes(&room).await.unwrap();
+    found.sort_by(|a, b| a.user.cmp(&b.user));
+    assert_eq!(
+        found,
+        vec![mute(&room, "eve", 50), mute(&room, "mallory", 200)]
+    );
+    assert_eq!(
+        store.mutes(&other).await.unwrap(),
+        vec![mute(&other, "eve", 300)]
+    );
+    assert!(store
+        .set_mutes(&[mute("bad room", "eve", 1)])
+        .await
+        .is_err());
+    assert!(store.set_mutes(&[mute(&room, "", 1)]).await.is_err());
+}
+
 macro_rules! conformance {
     ($backend:ident, $make:expr) => {
         mod $backend {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn deletions_keep_the_seq_and_remove_the_text() {
+                let (_dir, store) = $make;
+                super::deletions_keep_the_seq_and_remove_the_text(store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mutes_are_kept_per_room_and_the_last_one_wins() {
+                let (_dir, store) = $make;
+                super::mutes_are_kept_per_room_and_the_last_one_wins(store).await;
+            }
+
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn appends_are_idempotent() {
                 let (_dir, store) = $make;

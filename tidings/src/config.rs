@@ -6,6 +6,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tidings_log::kafka::KafkaConfig;
+use tidings_log::topics::{self, TopicSpec};
 use tidings_processors::sequencer::PresendConfig;
 use tidings_processors::webhook::{Endpoint, WebhookConfig};
 use tidings_store::cassandra::{parse_consistency, CassandraConfig, Replication};
@@ -22,6 +23,24 @@ pub struct Config {
     pub jwt_secret: String,
     /// Serve `POST /dev/token` (mints tokens for any name). Never in production.
     pub dev_tokens: bool,
+    /// PEM public keys (files) client tokens may be signed with: RS*/PS*, ES256/ES384,
+    /// EdDSA.
+    pub jwt_public_keys: Vec<PathBuf>,
+    /// The identity provider's JWKS URL; keys are fetched at start, every
+    /// `jwks_refresh_secs`, and on an unknown `kid` (at most once per
+    /// `jwks_min_refetch_secs`).
+    pub jwks_url: String,
+    pub jwks_refresh_secs: u64,
+    pub jwks_min_refetch_secs: u64,
+    /// Accepted `iss` values; empty: not checked.
+    pub jwt_issuer: Vec<String>,
+    /// Accepted `aud` values; empty: tokens with `aud` are refused.
+    pub jwt_audience: Vec<String>,
+    /// Leeway on `exp`, `nbf` and `iat`, in seconds (at most 30).
+    pub jwt_leeway_secs: u64,
+    /// Longest a token may still be valid for when presented; also how long a revocation
+    /// lasts by default.
+    pub jwt_max_lifetime_secs: u64,
     /// Longest message, in characters.
     pub max_text: usize,
     /// Case-insensitive terms that get a message rejected.
@@ -44,6 +63,10 @@ pub struct Config {
     pub presence_events_max: usize,
     /// Bearer tokens `POST /api/publish` accepts (none: the route is off).
     pub service_tokens: Vec<String>,
+    /// Retention of chosen topics, replacing the defaults (`tidings.room-log=forever,
+    /// tidings.client-events=3d`): see [`topics::RetentionSettings`]. `tidings migrate`
+    /// applies it to Kafka, `tidings standalone` to the embedded log.
+    pub topic_retention: String,
     pub limits: LimitsSection,
     pub kafka: KafkaSection,
     pub cassandra: CassandraSection,
@@ -177,6 +200,14 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             jwt_secret: String::new(),
             dev_tokens: false,
+            jwt_public_keys: Vec::new(),
+            jwks_url: String::new(),
+            jwks_refresh_secs: 300,
+            jwks_min_refetch_secs: 10,
+            jwt_issuer: Vec::new(),
+            jwt_audience: Vec::new(),
+            jwt_leeway_secs: tidings_edge::auth::CLOCK_LEEWAY_SECS,
+            jwt_max_lifetime_secs: 24 * 60 * 60,
             max_text: 4000,
             blocked_terms: Vec::new(),
             rate_per_sec: 20.0,
@@ -187,6 +218,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             presence_events_max: 500,
             service_tokens: Vec::new(),
+            topic_retention: String::new(),
             limits: LimitsSection::default(),
             kafka: KafkaSection::default(),
             cassandra: CassandraSection::default(),
@@ -258,6 +290,30 @@ impl Config {
         }
         if let Some(v) = env("TIDINGS_DEV_TOKENS") {
             config.dev_tokens = matches!(v.as_str(), "1" | "true" | "yes");
+        }
+        if let Some(v) = env("TIDINGS_JWT_PUBLIC_KEYS") {
+            config.jwt_public_keys = list(&v).into_iter().map(PathBuf::from).collect();
+        }
+        if let Some(v) = env("TIDINGS_JWKS_URL") {
+            config.jwks_url = v;
+        }
+        if let Some(v) = env("TIDINGS_JWKS_REFRESH_SECS") {
+            config.jwks_refresh_secs = parse("TIDINGS_JWKS_REFRESH_SECS", v)? as u64;
+        }
+        if let Some(v) = env("TIDINGS_JWKS_MIN_REFETCH_SECS") {
+            config.jwks_min_refetch_secs = parse("TIDINGS_JWKS_MIN_REFETCH_SECS", v)? as u64;
+        }
+        if let Some(v) = env("TIDINGS_JWT_ISSUER") {
+            config.jwt_issuer = list(&v);
+        }
+        if let Some(v) = env("TIDINGS_JWT_AUDIENCE") {
+            config.jwt_audience = list(&v);
+        }
+        if let Some(v) = env("TIDINGS_JWT_LEEWAY_SECS") {
+            config.jwt_leeway_secs = parse("TIDINGS_JWT_LEEWAY_SECS", v)? as u64;
+        }
+        if let Some(v) = env("TIDINGS_JWT_MAX_LIFETIME_SECS") {
+            config.jwt_max_lifetime_secs = parse("TIDINGS_JWT_MAX_LIFETIME_SECS", v)? as u64;
         }
         if let Some(v) = env("TIDINGS_MAX_TEXT") {
             config.max_text = parse("TIDINGS_MAX_TEXT", v)?;
@@ -358,6 +414,9 @@ impl Config {
         if let Some(v) = env("TIDINGS_CASSANDRA_REPLICATION") {
             config.cassandra.replication = Some(v);
         }
+        if let Some(v) = env("TIDINGS_TOPIC_RETENTION") {
+            config.topic_retention = v;
+        }
         if let Some(v) = env("TIDINGS_SERVICE_TOKENS") {
             config.service_tokens = list(&v);
         }
@@ -399,7 +458,38 @@ impl Config {
         Ok(config)
     }
 
+    /// The topics, with [`Config::topic_retention`] applied.
+    pub fn topics(&self) -> Result<Vec<TopicSpec>> {
+        let settings: topics::RetentionSettings = self
+            .topic_retention
+            .parse()
+            .context("topic_retention (TIDINGS_TOPIC_RETENTION)")?;
+        Ok(topics::configured(&settings))
+    }
+
     fn validate(&self) -> Result<()> {
+        self.topics()?;
+        if self.jwt_leeway_secs > tidings_edge::auth::MAX_LEEWAY_SECS {
+            bail!(
+                "TIDINGS_JWT_LEEWAY_SECS (jwt_leeway_secs) must be at most {} (the client contract's bound on exp)",
+                tidings_edge::auth::MAX_LEEWAY_SECS
+            );
+        }
+        if self.jwt_max_lifetime_secs < 60 {
+            bail!("TIDINGS_JWT_MAX_LIFETIME_SECS (jwt_max_lifetime_secs) must be at least 60");
+        }
+        if !self.jwks_url.is_empty() {
+            if !(self.jwks_url.starts_with("https://") || self.jwks_url.starts_with("http://")) {
+                bail!(
+                    "TIDINGS_JWKS_URL must start with https:// (or http:// on a trusted network)"
+                );
+            }
+            if self.jwks_min_refetch_secs == 0
+                || self.jwks_refresh_secs < self.jwks_min_refetch_secs
+            {
+                bail!("TIDINGS_JWKS_MIN_REFETCH_SECS must be at least 1 and at most TIDINGS_JWKS_REFRESH_SECS");
+            }
+        }
         if self.max_text == 0 {
             bail!("max_text must be at least 1");
         }
@@ -478,6 +568,20 @@ impl Config {
             concurrency: w.concurrency,
         }
         .checked()
+    }
+
+    /// Whether client tokens have any key: a secret, PEM files or a JWKS.
+    pub fn has_token_keys(&self) -> bool {
+        !self.jwt_secret.is_empty() || !self.jwt_public_keys.is_empty() || !self.jwks_url.is_empty()
+    }
+
+    /// The JWKS settings, if a URL is configured.
+    pub fn jwks(&self) -> Option<tidings_edge::jwks::JwksConfig> {
+        (!self.jwks_url.is_empty()).then(|| tidings_edge::jwks::JwksConfig {
+            min_interval: Duration::from_secs(self.jwks_min_refetch_secs),
+            refresh: Duration::from_secs(self.jwks_refresh_secs),
+            ..tidings_edge::jwks::JwksConfig::new(&self.jwks_url)
+        })
     }
 
     /// The pre-send hook, if a URL is configured.
@@ -579,6 +683,40 @@ mod tests {
     }
 
     #[test]
+    fn topic_retention_comes_from_the_file_or_the_environment_and_is_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tidings.toml");
+        std::fs::write(&file, "topic_retention = \"tidings.room-log=30d\"\n").unwrap();
+        let retention = |config: &Config, name: &str| {
+            config
+                .topics()
+                .unwrap()
+                .into_iter()
+                .find(|t| t.name == name)
+                .unwrap()
+                .retention_ms
+        };
+        let from_file = Config::load(Some(&file), env(&[])).unwrap();
+        assert_eq!(
+            retention(&from_file, topics::ROOM_LOG),
+            Some(30 * 24 * 3600 * 1000)
+        );
+        let from_env = Config::load(
+            Some(&file),
+            env(&[("TIDINGS_TOPIC_RETENTION", "tidings.typing=5m")]),
+        )
+        .unwrap();
+        assert_eq!(retention(&from_env, topics::ROOM_LOG), None);
+        assert_eq!(retention(&from_env, topics::TYPING), Some(300_000));
+        let refused =
+            Config::load(None, env(&[("TIDINGS_TOPIC_RETENTION", "tidings.nope=1d")])).unwrap_err();
+        assert!(
+            format!("{refused:#}").contains("unknown topic \"tidings.nope\""),
+            "{refused:#}"
+        );
+    }
+
+    #[test]
     fn webhooks_and_the_hook_come_from_the_file_or_the_environment() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("tidings.toml");
@@ -625,6 +763,59 @@ mod tests {
         )
         .is_err());
         assert!(Config::load(None, env(&[("TIDINGS_PRESEND_URL", "h")])).is_err());
+    }
+
+    #[test]
+    fn token_keys_and_rules_come_from_the_environment_and_are_checked() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert!(!config.has_token_keys());
+        assert!(config.jwks().is_none());
+        assert_eq!(
+            (config.jwt_leeway_secs, config.jwt_max_lifetime_secs),
+            (5, 86_400)
+        );
+        let config = Config::load(
+            None,
+            env(&[
+                (
+                    "TIDINGS_JWKS_URL",
+                    "https://idp.example/.well-known/jwks.json",
+                ),
+                ("TIDINGS_JWKS_MIN_REFETCH_SECS", "2"),
+                ("TIDINGS_JWT_PUBLIC_KEYS", "/etc/a.pem, /etc/b.pem"),
+                ("TIDINGS_JWT_ISSUER", "https://idp.example/"),
+                ("TIDINGS_JWT_AUDIENCE", "chat,tidings"),
+                ("TIDINGS_JWT_LEEWAY_SECS", "30"),
+                ("TIDINGS_JWT_MAX_LIFETIME_SECS", "3600"),
+            ]),
+        )
+        .unwrap();
+        assert!(config.has_token_keys());
+        let jwks = config.jwks().unwrap();
+        assert_eq!(jwks.min_interval, Duration::from_secs(2));
+        assert_eq!(jwks.refresh, Duration::from_secs(300));
+        assert_eq!(
+            config.jwt_public_keys,
+            [PathBuf::from("/etc/a.pem"), PathBuf::from("/etc/b.pem")]
+        );
+        assert_eq!(config.jwt_audience, ["chat", "tidings"]);
+        assert_eq!(config.jwt_leeway_secs, 30);
+        for (name, value) in [
+            ("TIDINGS_JWT_LEEWAY_SECS", "31"),
+            ("TIDINGS_JWKS_URL", "ftp://idp/jwks"),
+            ("TIDINGS_JWT_MAX_LIFETIME_SECS", "10"),
+        ] {
+            let err = Config::load(None, env(&[(name, value)])).unwrap_err();
+            assert!(format!("{err:#}").contains(name), "{err:#}");
+        }
+        assert!(Config::load(
+            None,
+            env(&[
+                ("TIDINGS_JWKS_URL", "https://idp/jwks"),
+                ("TIDINGS_JWKS_MIN_REFETCH_SECS", "0")
+            ])
+        )
+        .is_err());
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::time::Duration;
 use tidings_edge::EdgeConfig;
 use tidings_log::embedded::EmbeddedLog;
 use tidings_log::kafka::KafkaLog;
-use tidings_log::{topics, Log};
+use tidings_log::Log;
 use tidings_processors::presence::PresenceConfig;
 use tidings_processors::replay::{self, BackfillJob, ReplayStats, StartFrom};
 use tidings_processors::{Context, ModerationConfig, Processor};
@@ -127,7 +127,10 @@ enum SchemasCommand {
     List,
     /// The Kafka topics as an AsyncAPI 3 document (what asyncapi-kafka.yaml holds).
     Asyncapi,
-    /// Register every schema under its Tidings id in the registry at URL (IMPORT mode).
+    /// Register every schema under its Tidings id in the registry at URL: Confluent's API
+    /// (through IMPORT mode), or Apicurio Registry (through its admin import, when
+    /// `{root}/apis/registry/v2/system/info` says it is Apicurio). Fails, naming the subject
+    /// and id, if the registry holds one of Tidings' ids with a different schema.
     Push {
         #[arg(long)]
         registry: String,
@@ -219,6 +222,12 @@ fn edge_config(config: &Config, node: String) -> Result<EdgeConfig> {
     edge.user_events_per_sec = l.user_rate_per_sec;
     edge.user_events_burst = l.user_rate_burst;
     edge.service_tokens = config.service_tokens.clone();
+    edge.jwt_public_key_files = config.jwt_public_keys.clone();
+    edge.jwks = config.jwks();
+    edge.jwt_issuers = config.jwt_issuer.clone();
+    edge.jwt_audiences = config.jwt_audience.clone();
+    edge.jwt_leeway_secs = config.jwt_leeway_secs;
+    edge.max_token_lifetime = Duration::from_secs(config.jwt_max_lifetime_secs);
     Ok(edge)
 }
 
@@ -349,7 +358,7 @@ async fn run(
 async fn embedded_backends(config: &Config) -> Result<(Arc<dyn Log>, Arc<dyn Store>)> {
     let log = EmbeddedLog::open(&config.data_dir.join("log.redb"))
         .with_context(|| format!("opening the log in {}", config.data_dir.display()))?;
-    log.ensure_topics(&topics::all()).await?;
+    log.ensure_topics(&config.topics()?).await?;
     let store = EmbeddedStore::open(&config.data_dir.join("store.redb"))
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let log: Arc<dyn Log> = Arc::new(tidings_log::metered::Metered::new(
@@ -397,8 +406,8 @@ fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> 
 }
 
 async fn standalone(mut config: Config, shutdown: CancellationToken) -> Result<()> {
-    if config.jwt_secret.is_empty() {
-        // A new user's first run: no secret configured, so make one and let the page get
+    if !config.has_token_keys() {
+        // A new user's first run: no key configured, so make one and let the page get
         // tokens from /dev/token. It is kept in the data dir so tokens survive a restart.
         // Configure TIDINGS_JWT_SECRET for anything real.
         config.jwt_secret = dev_secret(&config.data_dir)?;
@@ -445,8 +454,8 @@ async fn standalone(mut config: Config, shutdown: CancellationToken) -> Result<(
 
 async fn edge(config: Config, shutdown: CancellationToken) -> Result<()> {
     anyhow::ensure!(
-        !config.jwt_secret.is_empty(),
-        "TIDINGS_JWT_SECRET must be set for an edge"
+        config.has_token_keys(),
+        "an edge needs a key for client tokens: TIDINGS_JWT_SECRET, TIDINGS_JWT_PUBLIC_KEYS or TIDINGS_JWKS_URL"
     );
     let (log, store) = distributed_backends(&config, &shutdown).await?;
     let node = node_id(&config, "edge");
@@ -516,11 +525,12 @@ async fn migrate(config: Config, only: Option<Backend>, shutdown: CancellationTo
             Ok(kafka.ping(Duration::from_secs(5)).await?)
         })
         .await?;
+        let topics = config.topics()?;
         kafka
-            .ensure_topics(&topics::all())
+            .ensure_topics(&topics)
             .await
             .context("creating Kafka topics")?;
-        println!("migrated: {} Kafka topics", topics::all().len());
+        println!("migrated: {} Kafka topics", topics.len());
     }
     if only != Some(Backend::Kafka) {
         let cassandra = config.cassandra();
@@ -692,7 +702,7 @@ async fn main() -> Result<ExitCode> {
                     .for_each(|line| println!("{line}"));
                 Ok(())
             }
-            SchemasCommand::Push { registry: url } => registry::push(&url).await,
+            SchemasCommand::Push { registry: url } => Ok(registry::push(&url).await?),
             SchemasCommand::Asyncapi => {
                 print!("{}", asyncapi::kafka_document());
                 Ok(())

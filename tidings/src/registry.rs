@@ -19,6 +19,9 @@ use tidings_log::topics;
 use tidings_schemas::registry::{self, SchemaVersion};
 use tidings_schemas::Subject;
 
+mod push;
+pub use push::push;
+
 /// The media type Confluent's registry answers with (its clients also accept plain JSON).
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
@@ -39,7 +42,8 @@ pub const TOPIC_DOCS: &[TopicDoc] = &[
         subject: Some(Subject::RoomEvent),
         key: "room",
         writers: "the sequencer, in Kafka transactions: messages (kind message), read markers \
-                  (read) and control records saying which edges host the room (host, unhost)",
+                  (read), deletions (delete: the seq stays, with no text), mutes (mute) and \
+                  control records saying which edges host the room (host, unhost)",
         readers: "persistence, fan-out, inbox; analytics (the record of truth: filter on kind)",
     },
     TopicDoc {
@@ -79,6 +83,15 @@ pub const TOPIC_DOCS: &[TopicDoc] = &[
         readers: "the presence processor",
     },
     TopicDoc {
+        topic: topics::AUDIT,
+        subject: Some(Subject::ModeratorAction),
+        key: "room (delete, mute), or the user acted upon (revoke), or jti:<jti> (revoke of one \
+              token)",
+        writers: "the sequencer, in the transaction that applies a delete or a mute; edges, for \
+                  revocations through the admin API",
+        readers: "people and compliance tools (nothing in Tidings consumes it)",
+    },
+    TopicDoc {
         topic: topics::DEAD_LETTERS,
         subject: None,
         key: "the original record's key",
@@ -96,6 +109,15 @@ pub const TOPIC_DOCS: &[TopicDoc] = &[
                   webhook.url, webhook.delivery-id, webhook.attempts, webhook.error, \
                   webhook.source-partition and webhook.source-offset headers",
         readers: "people (nothing in Tidings consumes it)",
+    },
+    TopicDoc {
+        topic: topics::REVOCATIONS,
+        subject: Some(Subject::Revocation),
+        key: "sub:<sub> (a user) or jti:<jti> (one token)",
+        writers: "edges, for POST /api/admin/revoke (kind revoke); compacted: the latest per \
+                  key holds, and one whose until has passed lifts the revocation",
+        readers: "every edge, from the beginning (no consumer group): it refuses and cuts the \
+                  user's or token's connections until `until`",
     },
 ];
 
@@ -385,75 +407,6 @@ pub fn listing() -> Vec<String> {
             })
         })
         .collect()
-}
-
-/// `tidings schemas push`: registers every version of every subject in the registry at
-/// `url`, under Tidings' ids, so records written by Tidings decode against that registry.
-/// Uses the registry's IMPORT mode (per subject) where it has one; fails if the registry
-/// gives any schema an id other than Tidings'.
-pub async fn push(url: &str) -> Result<()> {
-    let url = url.trim_end_matches('/');
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .context("HTTP client")?;
-    for (name, subject) in subjects() {
-        let mode = format!("{url}/mode/{name}");
-        let import = client
-            .put(format!("{mode}?force=true"))
-            .json(&json!({ "mode": "IMPORT" }))
-            .send()
-            .await
-            .with_context(|| format!("PUT {mode}"))?;
-        let imported = import.status().is_success();
-        if !imported {
-            tracing::warn!(subject = %name, status = %import.status(),
-                "the registry refused IMPORT mode: registering and checking the ids it gives");
-        }
-        for (v, _) in registry::history(subject) {
-            let versions = format!("{url}/subjects/{name}/versions");
-            let mut body = json!({ "schema": compact(v.source), "schemaType": "AVRO" });
-            if imported {
-                body["id"] = json!(v.id);
-                body["version"] = json!(v.version);
-            }
-            let response = client
-                .post(&versions)
-                .json(&body)
-                .send()
-                .await
-                .with_context(|| format!("POST {versions}"))?;
-            let status = response.status();
-            let answer: Value = response.json().await.unwrap_or(Value::Null);
-            anyhow::ensure!(
-                status.is_success(),
-                "{name} version {} ({}): the registry answered {status}: {answer}",
-                v.version,
-                v.file
-            );
-            let given = answer.get("id").and_then(Value::as_u64);
-            anyhow::ensure!(
-                given == Some(u64::from(v.id)),
-                "{name} version {}: the registry gave id {given:?}, but Tidings writes {}; \
-                 consumers would not find the schema (use a registry that supports IMPORT mode)",
-                v.version,
-                v.id
-            );
-            println!("{name}\tversion {}\tid {}", v.version, v.id);
-        }
-        if imported {
-            let back = client
-                .put(&mode)
-                .json(&json!({ "mode": "READWRITE" }))
-                .send()
-                .await
-                .with_context(|| format!("PUT {mode}"))?;
-            if !back.status().is_success() {
-                tracing::warn!(subject = %name, status = %back.status(), "could not leave IMPORT mode");
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -105,7 +105,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
     }
 }
 
-/// Applies a marker to the directory, or turns a message into deliveries.
+/// Applies a marker to the directory, or turns a message or a deletion into deliveries.
 fn route(
     ctx: &Context,
     directory: &mut Directory,
@@ -131,6 +131,18 @@ fn route(
                     ..delivery("message", edge, &ctx.node, &event.trace_id)
                 };
                 out.push(OutRecord::new(DELIVERIES, edge, message.encode()?));
+            }
+        }
+        // Every member learns of a deletion, so a message already shown can be taken away.
+        "delete" => {
+            for edge in directory.edges(room) {
+                let deleted = Delivery {
+                    room: Some(room.to_string()),
+                    user: event.user.clone(),
+                    seq: Some(event.seq),
+                    ..delivery("deleted", edge, &ctx.node, &event.trace_id)
+                };
+                out.push(OutRecord::new(DELIVERIES, edge, deleted.encode()?));
             }
         }
         _ => {}

@@ -86,6 +86,7 @@ impl Derived {
             from: from.to_string(),
             text: event.text.clone(),
             ts: event.ts,
+            deleted: false,
         };
         if tidings_store::validate(&message).is_err() {
             return;
@@ -156,6 +157,9 @@ mod tests {
 
     fn message(room: &str, seq: i64, from: &str, text: &str) -> RoomEvent {
         RoomEvent {
+            role: None,
+            target: None,
+            until: None,
             event_id: format!("e{seq}"),
             kind: "message".into(),
             room: Some(room.into()),

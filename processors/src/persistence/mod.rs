@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use tidings_log::topics::{DEAD_LETTERS, ROOM_LOG};
 use tidings_log::ConsumerOptions;
 use tidings_schemas::RoomEvent;
-use tidings_store::{Store, StoredMessage};
+use tidings_store::{Mute, Store, StoredMessage};
 use tokio_util::sync::CancellationToken;
 
 pub const GROUP: &str = "tidings-persistence";
@@ -107,8 +107,9 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
     }
 }
 
-/// Appends the messages among `events` to the store (idempotent by (room, seq)); returns
-/// how many. The live session and replays write through here.
+/// Appends the messages among `events` to the store (idempotent by (room, seq)), then
+/// applies their deletions and mutes; returns how many messages. The live session and
+/// replays write through here.
 pub(crate) async fn write(store: &dyn Store, events: &[RoomEvent]) -> Result<u64, ProcessorError> {
     let messages: Vec<StoredMessage> = events
         .iter()
@@ -116,7 +117,40 @@ pub(crate) async fn write(store: &dyn Store, events: &[RoomEvent]) -> Result<u64
         .filter_map(stored)
         .collect();
     store.append(&messages).await?;
+    moderate(store, events).await?;
     Ok(messages.len() as u64)
+}
+
+/// Applies a stretch's deletions and mutes, after its messages are appended (a deletion
+/// follows its message in the log; written again on a replay, it still wins).
+async fn moderate(store: &dyn Store, events: &[RoomEvent]) -> Result<(), ProcessorError> {
+    let mut deleted = Vec::new();
+    let mut mutes = Vec::new();
+    for e in events {
+        let Some(room) = e.room.as_deref().filter(|r| tidings_store::valid_room(r)) else {
+            continue;
+        };
+        match (e.kind.as_str(), e.target.as_deref(), e.until) {
+            ("delete", _, _) if e.seq >= 1 => deleted.push((room.to_string(), e.seq)),
+            ("mute", Some(user), Some(until))
+                if !user.is_empty() && user.len() <= tidings_store::MAX_USER_LEN =>
+            {
+                mutes.push(Mute {
+                    room: room.to_string(),
+                    user: user.to_string(),
+                    until,
+                })
+            }
+            _ => {}
+        }
+    }
+    if !deleted.is_empty() {
+        store.delete_messages(&deleted).await?;
+    }
+    if !mutes.is_empty() {
+        store.set_mutes(&mutes).await?;
+    }
+    Ok(())
 }
 
 /// The stored form, or `None` (logged) for a message the store would refuse: one bad record
@@ -129,6 +163,7 @@ fn stored(event: &RoomEvent) -> Option<StoredMessage> {
         from: event.user.clone().unwrap_or_default(),
         text: event.text.clone(),
         ts: event.ts,
+        deleted: false,
     };
     match tidings_store::validate(&message) {
         Ok(()) => Some(message),

@@ -13,6 +13,11 @@
 //! - `head`: a `head` delivery with the room's head, for `history` to read its writes.
 //! - `read`: a marker at most the head goes to the room log as a `read` event (the inbox
 //!   processor keeps it) with an `ack`; one past the head gets a `reject` (`invalid`).
+//! - `delete`: by a moderator or admin, or by the message's sender: a `delete` record naming
+//!   the seq (which stays taken) and an audit record, with an `ack`; else `forbidden`.
+//! - `mute`: by a moderator or admin: a `mute` record and an audit record, with an `ack`.
+//!   From there on in the room's order, that user's sends get `forbidden` until it ends:
+//!   sends already in flight when it was sequenced included.
 //!
 //! Recovery: the room log is the truth. After (re)start or reassignment all memory is
 //! dropped; a room's head and client ids come from the store, which is complete up to
@@ -22,6 +27,7 @@
 
 mod hook;
 mod moderation;
+mod mutes;
 mod state;
 
 pub use hook::PresendConfig;
@@ -37,10 +43,12 @@ use moderation::Moderator;
 use state::State;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
-use tidings_log::topics::{CLIENT_EVENTS, DEAD_LETTERS, DELIVERIES, ROOM_LOG, SUBSCRIPTIONS};
+use tidings_log::topics::{
+    AUDIT, CLIENT_EVENTS, DEAD_LETTERS, DELIVERIES, ROOM_LOG, SUBSCRIPTIONS,
+};
 use tidings_log::{partition_for, ConsumerOptions, OutRecord, Record};
-use tidings_schemas::{ClientEvent, LogRecord, RoomEvent, Subscription};
-use tidings_store::{Direction, SeqRange, Store, StoreError, MAX_CLIENT_ID_LEN};
+use tidings_schemas::{ClientEvent, LogRecord, ModeratorAction, RoomEvent, Subscription};
+use tidings_store::{Direction, SeqRange, Store, StoreError, MAX_CLIENT_ID_LEN, MAX_USER_LEN};
 use tokio_util::sync::CancellationToken;
 
 pub const GROUP: &str = "tidings-sequencer";
@@ -92,7 +100,7 @@ impl Processor for Sequencer {
     }
 
     fn produces(&self) -> &'static [&'static str] {
-        &[ROOM_LOG, SUBSCRIPTIONS, DELIVERIES, DEAD_LETTERS]
+        &[ROOM_LOG, SUBSCRIPTIONS, DELIVERIES, DEAD_LETTERS, AUDIT]
     }
 
     fn backfill(&self) -> Backfill {
@@ -114,6 +122,8 @@ impl Processor for Sequencer {
 type Known = HashMap<(String, String), Option<(i64, Option<i64>)>>;
 /// The pre-send hook's verdict per (room, client id) of a batch's new sends.
 type Verdicts = HashMap<(String, String), Verdict>;
+/// The sender of each (room, seq) a batch deletes, when memory or the store knows it.
+type Authors = HashMap<(String, i64), String>;
 
 impl Sequencer {
     async fn run_session(
@@ -268,32 +278,81 @@ impl Sequencer {
             known.insert(key, found?);
         }
 
+        // 3b. The stored mutes of rooms with sends or mutes, read once per room.
+        let now = now_ms();
+        let unloaded: Vec<&str> = rooms
+            .iter()
+            .copied()
+            .filter(|room| state.mutes.needs_load(room))
+            .filter(|room| {
+                events.iter().any(|e| {
+                    e.room.as_deref() == Some(*room) && (e.kind == "send" || e.kind == "mute")
+                })
+            })
+            .collect();
+        let lookups: Vec<BoxFuture<'_, _>> =
+            unloaded.iter().map(|room| ctx.store.mutes(room)).collect();
+        for (room, stored) in unloaded.iter().zip(bounded_all(lookups).await) {
+            state.mutes.load(room, stored?, now);
+        }
+
+        // 3c. Who sent each message a delete names: memory, else the store.
+        let mut wanted: HashSet<(String, i64)> = HashSet::new();
+        for e in events.iter().filter(|e| e.kind == "delete") {
+            if let (Some(room), Some(seq)) = (e.room.as_deref(), e.seq) {
+                let key = (room.to_string(), seq);
+                if rooms.contains(room) && seq >= 1 && !state.authors.contains(&key) {
+                    wanted.insert(key);
+                }
+            }
+        }
+        let wanted: Vec<_> = wanted.into_iter().collect();
+        let lookups: Vec<BoxFuture<'_, _>> = wanted
+            .iter()
+            .map(|(room, seq)| Box::pin(lookup_author(&*ctx.store, room, *seq)) as BoxFuture<'_, _>)
+            .collect();
+        let found = bounded_all(lookups).await;
+        let mut authors = Authors::new();
+        for (key, found) in wanted.into_iter().zip(found) {
+            if let Some(author) = found? {
+                authors.insert(key, author);
+            }
+        }
+
         // 4. The pre-send hook, for the sends that would take a seq, all at once (bounded),
         // so the batch waits for the slowest answer rather than for their sum. A retry of a
         // sequenced send is answered from memory or the store and never asks again.
         let verdicts = match hook {
-            Some(hook) => ask_hook(hook, moderator, state, &known, &events).await,
+            Some(hook) => ask_hook(hook, moderator, state, &known, &events, now).await,
             None => Verdicts::new(),
         };
 
         // 5. In order.
+        let looked_up = Lookups {
+            known: &known,
+            verdicts: &verdicts,
+            authors: &authors,
+        };
         for event in &events {
-            self.apply(ctx, moderator, state, &known, &verdicts, event, &mut out)?;
+            self.apply(ctx, moderator, state, &looked_up, event, &mut out)?;
         }
         Ok(out)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
         ctx: &Context,
         moderator: &Moderator,
         state: &mut State,
-        known: &Known,
-        verdicts: &Verdicts,
+        looked_up: &Lookups<'_>,
         event: &ClientEvent,
         out: &mut Vec<OutRecord>,
     ) -> Result<(), ProcessorError> {
+        let Lookups {
+            known,
+            verdicts,
+            authors,
+        } = looked_up;
         if !valid_node(&event.node) {
             tracing::warn!(event_id = %event.event_id, "client event without a usable edge node; skipped");
             return Ok(());
@@ -340,6 +399,13 @@ impl Sequencer {
                     }
                     return Ok(());
                 }
+                let user = event.user.as_deref().unwrap_or("");
+                if let Some(until) = state.mutes.muted_until(room, user, now_ms()) {
+                    let message =
+                        format!("you are muted in {room} until {until} (ms since the epoch)");
+                    out.push(reject(ctx, event, "forbidden", &message)?);
+                    return Ok(());
+                }
                 let raw = match verdicts.get(&key) {
                     None | Some(Verdict::Approve) => event.text.as_deref().unwrap_or(""),
                     Some(Verdict::Rewrite(text)) => text.as_str(),
@@ -362,6 +428,9 @@ impl Sequencer {
                 let seq = head + 1;
                 let ts = now_ms();
                 let message = RoomEvent {
+                    role: None,
+                    target: None,
+                    until: None,
                     event_id: uuid::Uuid::new_v4().to_string(),
                     kind: "message".into(),
                     room: Some(room.to_string()),
@@ -379,6 +448,7 @@ impl Sequencer {
                 out.push(ack(ctx, event, room, seq, Some(ts))?);
                 state.heads.insert(room.to_string(), seq);
                 state.ids.insert(key, (seq, ts));
+                state.authored(room, seq, user);
             }
             "join" | "unhost" => {
                 let kind = if event.kind == "join" {
@@ -387,6 +457,9 @@ impl Sequencer {
                     "unhost"
                 };
                 let marker = RoomEvent {
+                    role: None,
+                    target: None,
+                    until: None,
                     event_id: uuid::Uuid::new_v4().to_string(),
                     kind: kind.into(),
                     room: Some(room.to_string()),
@@ -450,6 +523,9 @@ impl Sequencer {
                     return Ok(());
                 }
                 let marker = RoomEvent {
+                    role: None,
+                    target: None,
+                    until: None,
                     event_id: uuid::Uuid::new_v4().to_string(),
                     kind: "read".into(),
                     room: Some(room.to_string()),
@@ -465,6 +541,84 @@ impl Sequencer {
                 };
                 out.push(OutRecord::new(ROOM_LOG, room, marker.encode()?));
                 out.push(ack(ctx, event, room, seq, None)?);
+                state.heads.touch(&room.to_string());
+            }
+            "delete" => {
+                let seq = event.seq.unwrap_or(0);
+                if seq < 1 || seq > head {
+                    let message = format!("no message {seq} in {room} (its head is {head})");
+                    out.push(reject(ctx, event, "invalid", &message)?);
+                    return Ok(());
+                }
+                let key = (room.to_string(), seq);
+                let author = state
+                    .authors
+                    .get(&key)
+                    .or_else(|| authors.get(&key))
+                    .cloned();
+                let role = event.role.as_deref().unwrap_or("member");
+                let actor = event.user.as_deref().unwrap_or("");
+                if !moderates(role) {
+                    match &author {
+                        Some(author) if author == actor && !actor.is_empty() => {}
+                        Some(_) => {
+                            let message = "members may delete only their own messages";
+                            out.push(reject(ctx, event, "forbidden", message)?);
+                            return Ok(());
+                        }
+                        None => {
+                            // Sequenced, but neither in memory nor stored yet: ask again.
+                            let message = "that message is not stored yet; try again";
+                            out.push(reject(ctx, event, "unavailable", message)?);
+                            return Ok(());
+                        }
+                    }
+                }
+                let record = RoomEvent {
+                    kind: "delete".into(),
+                    seq,
+                    target: author,
+                    role: Some(role.to_string()),
+                    ..control(ctx, event, room)
+                };
+                out.push(audit(ctx, &record)?);
+                out.push(OutRecord::new(ROOM_LOG, room, record.encode()?));
+                out.push(ack(ctx, event, room, seq, None)?);
+                state.heads.touch(&room.to_string());
+            }
+            "mute" => {
+                let role = event.role.as_deref().unwrap_or("member");
+                if !moderates(role) {
+                    let message = "only moderators and admins may mute";
+                    out.push(reject(ctx, event, "forbidden", message)?);
+                    return Ok(());
+                }
+                let target = event.target.as_deref().unwrap_or("");
+                let Some(until) = event.until.filter(|_| valid_user(target)) else {
+                    out.push(reject(
+                        ctx,
+                        event,
+                        "invalid",
+                        "mute needs a user and until",
+                    )?);
+                    return Ok(());
+                };
+                if state.mutes.set(room, target, until, now_ms()).is_err() {
+                    let message = "too many mutes in force; try again later";
+                    out.push(reject(ctx, event, "unavailable", message)?);
+                    return Ok(());
+                }
+                let record = RoomEvent {
+                    kind: "mute".into(),
+                    seq: head,
+                    target: Some(target.to_string()),
+                    until: Some(until),
+                    role: Some(role.to_string()),
+                    ..control(ctx, event, room)
+                };
+                out.push(audit(ctx, &record)?);
+                out.push(OutRecord::new(ROOM_LOG, room, record.encode()?));
+                out.push(ack(ctx, event, room, head, None)?);
                 state.heads.touch(&room.to_string());
             }
             other => {
@@ -484,6 +638,7 @@ async fn ask_hook(
     state: &State,
     known: &Known,
     events: &[ClientEvent],
+    now: i64,
 ) -> Verdicts {
     let mut asked: Vec<((String, String), String, String)> = Vec::new();
     let mut seen: HashSet<(String, String)> = HashSet::new();
@@ -499,6 +654,10 @@ async fn ask_hook(
         }
         let key = (room.to_string(), id.to_string());
         if state.ids.get(&key).is_some() || matches!(known.get(&key), Some(Some(_))) {
+            continue;
+        }
+        let user = e.user.as_deref().unwrap_or("");
+        if state.mutes.muted_until(room, user, now).is_some() {
             continue;
         }
         let Ok(text) = moderator.check(e.text.as_deref().unwrap_or("")) else {
@@ -520,6 +679,82 @@ async fn ask_hook(
         .map(|(key, _, _)| key)
         .zip(answers)
         .collect()
+}
+
+/// What a batch's apply step needs from the store look-ups and the hook.
+struct Lookups<'a> {
+    known: &'a Known,
+    verdicts: &'a Verdicts,
+    authors: &'a Authors,
+}
+
+fn moderates(role: &str) -> bool {
+    matches!(role, "moderator" | "admin")
+}
+
+fn valid_user(user: &str) -> bool {
+    !user.is_empty() && user.len() <= MAX_USER_LEN
+}
+
+/// A room-log record of `event`'s room, by `event`'s user, with no message in it.
+fn control(ctx: &Context, event: &ClientEvent, room: &str) -> RoomEvent {
+    RoomEvent {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        kind: String::new(),
+        room: Some(room.to_string()),
+        user: event.user.clone(),
+        ts: now_ms(),
+        trace_id: event.trace_id.clone(),
+        node: ctx.node.clone(),
+        seq: 0,
+        client_id: String::new(),
+        text: String::new(),
+        origin_node: event.node.clone(),
+        origin_conn: event.conn.clone(),
+        target: None,
+        until: None,
+        role: None,
+    }
+}
+
+/// The audit record of a moderation record (delete or mute).
+fn audit(ctx: &Context, record: &RoomEvent) -> Result<OutRecord, ProcessorError> {
+    let action = ModeratorAction {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        kind: record.kind.clone(),
+        room: record.room.clone(),
+        user: record.user.clone(),
+        ts: record.ts,
+        trace_id: record.trace_id.clone(),
+        node: ctx.node.clone(),
+        role: record.role.clone().unwrap_or_default(),
+        seq: (record.kind == "delete").then_some(record.seq),
+        target: record.target.clone(),
+        until: record.until,
+        jti: None,
+    };
+    let key = record.room.clone().unwrap_or_default();
+    Ok(OutRecord::new(AUDIT, key, action.encode()?))
+}
+
+/// The sender of a stored message.
+async fn lookup_author(
+    store: &dyn Store,
+    room: &str,
+    seq: i64,
+) -> Result<Option<String>, StoreError> {
+    let range = SeqRange {
+        after: seq - 1,
+        before: seq + 1,
+        direction: Direction::Ascending,
+        limit: 1,
+    };
+    Ok(store
+        .read(room, range)
+        .await?
+        .into_iter()
+        .next()
+        .map(|m| m.from))
 }
 
 fn valid_client_id(id: &str) -> bool {
@@ -622,9 +857,18 @@ async fn fold_tail(ctx: &Context, state: &mut State, partition: u32) -> Result<(
             return;
         }
         if event.kind == "message" && !event.client_id.is_empty() {
+            if let Some(user) = &event.user {
+                state.authored(&room, event.seq, user);
+            }
             state
                 .ids
                 .insert((room.clone(), event.client_id), (event.seq, event.ts));
+        }
+        if event.kind == "mute" {
+            if let (Some(user), Some(until)) = (&event.target, event.until) {
+                // Over the cap, the store's copy is read when the room is used.
+                let _ = state.mutes.set(&room, user, until, now_ms());
+            }
         }
         let head = state.heads.get(&room).copied().unwrap_or(0).max(event.seq);
         state.heads.insert(room, head);

@@ -7,6 +7,7 @@
 //! past the cap; the sequencer then stops consuming until persistence catches up
 //! (backpressure), so memory stays within cap + one batch.
 
+use super::mutes::Mutes;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::Hash;
 use tidings_store::{Store, StoreError};
@@ -67,6 +68,9 @@ impl<K: Clone + Eq + Hash, V> Recency<K, V> {
     }
 }
 
+/// Most mutes in force one sequencer keeps (all rooms of its partitions).
+const MAX_MUTES: usize = 100_000;
+
 /// Most entries one eviction sweep checks against the store.
 const SWEEP: usize = 512;
 
@@ -82,6 +86,12 @@ pub(crate) struct State {
     /// Room-log partitions whose unpersisted tail has been folded in since this state began
     /// (at most the room log's partition count).
     pub scanned: HashSet<u32>,
+    /// Who is muted where.
+    pub mutes: Mutes,
+    /// (room, seq) → sender of recently sequenced messages, so a member deleting their own
+    /// message right after sending it needs no store read (which may not have it yet). At
+    /// most `max_ids`; older senders come from the store.
+    pub authors: Recency<(String, i64), String>,
     max_rooms: usize,
     max_ids: usize,
 }
@@ -93,8 +103,21 @@ impl State {
             ids: Recency::new(),
             complete: HashSet::new(),
             scanned: HashSet::new(),
+            mutes: Mutes::new(MAX_MUTES, max_rooms),
+            authors: Recency::new(),
             max_rooms,
             max_ids,
+        }
+    }
+
+    /// Remembers the sender of a sequenced message, forgetting the oldest past the cap.
+    pub(crate) fn authored(&mut self, room: &str, seq: i64, user: &str) {
+        self.authors
+            .insert((room.to_string(), seq), user.to_string());
+        if self.authors.len() > self.max_ids {
+            for key in self.authors.oldest(self.authors.len() - self.max_ids) {
+                self.authors.remove(&key);
+            }
         }
     }
 

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use std::time::Duration;
 
 /// Room-log kinds an endpoint may ask for.
-pub const KINDS: &[&str] = &["message", "read", "host", "unhost"];
+pub const KINDS: &[&str] = &["message", "read", "host", "unhost", "delete", "mute"];
 
 /// One receiver of room events.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -2,7 +2,7 @@
 //! the pause between tries. Everything but the POST is pure.
 
 use hmac::{Hmac, Mac};
-use serde_json::json;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 use tidings_schemas::RoomEvent;
@@ -41,10 +41,30 @@ pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
     base.saturating_mul(factor).min(max)
 }
 
+/// `delay` spread over its upper half by `unit` (0 to 1, random): endpoints that failed
+/// together (a receiver restart) are not all retried in the same instant.
+pub fn jittered(delay: Duration, unit: f64) -> Duration {
+    delay.mul_f64(0.5 + unit.clamp(0.0, 1.0) / 2.0)
+}
+
+/// Why a POST failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    /// Trying again cannot help: the receiver refused the request itself (a 4xx other than
+    /// 408 timeout, 425 too early and 429 too many requests). It is dead-lettered at once.
+    pub permanent: bool,
+}
+
+/// Whether an HTTP status says that the same request will be refused again.
+pub fn permanent(status: u16) -> bool {
+    (400..500).contains(&status) && !matches!(status, 408 | 425 | 429)
+}
+
 /// The JSON body POSTed for `event`.
 pub fn body(event: &RoomEvent, delivery_id: &str) -> Vec<u8> {
     let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
-    let value = json!({
+    let mut value = json!({
         "delivery_id": delivery_id,
         "room": event.room,
         "seq": event.seq,
@@ -54,6 +74,16 @@ pub fn body(event: &RoomEvent, delivery_id: &str) -> Vec<u8> {
         "kind": event.kind,
         "client_id": nonempty(&event.client_id),
     });
+    // delete: whose message (target); mute: who, until when. Absent from other kinds.
+    for (name, field) in [
+        ("target", event.target.clone().map(Value::from)),
+        ("until", event.until.map(Value::from)),
+        ("role", event.role.clone().map(Value::from)),
+    ] {
+        if let Some(field) = field {
+            value[name] = field;
+        }
+    }
     // A `Value` always serializes.
     serde_json::to_vec(&value).unwrap_or_default()
 }
@@ -65,7 +95,7 @@ pub async fn post(
     signature: &str,
     delivery_id: &str,
     body: Vec<u8>,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let response = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -74,13 +104,19 @@ pub async fn post(
         .body(body)
         .send()
         .await
-        .map_err(|e| cut(&format!("request failed: {e}")))?;
+        .map_err(|e| Failure {
+            message: cut(&format!("request failed: {e}")),
+            permanent: false,
+        })?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
     }
     let text = response.text().await.unwrap_or_default();
-    Err(cut(&format!("HTTP {status}: {text}")))
+    Err(Failure {
+        message: cut(&format!("HTTP {status}: {text}")),
+        permanent: permanent(status.as_u16()),
+    })
 }
 
 /// `s` cut to at most [`MAX_ERROR_BYTES`], on a character boundary.
@@ -104,6 +140,9 @@ mod tests {
 
     fn event() -> RoomEvent {
         RoomEvent {
+            role: None,
+            target: None,
+            until: None,
             event_id: "e-1".into(),
             kind: "message".into(),
             room: Some("team-a.dev".into()),
@@ -136,6 +175,20 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert_ne!(a, delivery_id("http://b/", "e-1"));
         assert_ne!(a, delivery_id("http://a/", "e-2"));
+    }
+
+    #[test]
+    fn jitter_spreads_over_the_upper_half_and_4xx_but_timeouts_are_permanent() {
+        let d = Duration::from_millis(1000);
+        assert_eq!(jittered(d, 0.0), Duration::from_millis(500));
+        assert_eq!(jittered(d, 1.0), d);
+        assert_eq!(jittered(d, 7.0), d, "clamped");
+        for status in [400, 401, 403, 404, 410, 413, 422] {
+            assert!(permanent(status), "{status}");
+        }
+        for status in [200, 302, 408, 425, 429, 500, 502, 503, 504] {
+            assert!(!permanent(status), "{status}");
+        }
     }
 
     #[test]

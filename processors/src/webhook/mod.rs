@@ -406,7 +406,9 @@ async fn deliver(shared: &Shared, endpoint: usize, job: &Job) -> Outcome {
     let body = deliver::body(&job.event, &id);
     let signature = deliver::sign(e.secret.as_bytes(), &body);
     let mut last_error = String::new();
+    let mut tries = 0;
     for attempt in 1..=config.max_attempts {
+        tries = attempt;
         let result = {
             // Never closed; if it were, going on unbounded beats stalling for good.
             let _permit = shared.permits.acquire().await.ok();
@@ -423,19 +425,18 @@ async fn deliver(shared: &Shared, endpoint: usize, job: &Job) -> Outcome {
                     failed_attempts: attempt - 1,
                 };
             }
-            Err(error) => {
+            Err(failure) => {
                 METRICS.failed.with_label_values(&[e.name.as_str()]).inc();
-                tracing::debug!(endpoint = %e.name, room = ?job.event.room, seq = job.event.seq, attempt, %error, "webhook attempt failed");
-                last_error = error;
+                tracing::debug!(endpoint = %e.name, room = ?job.event.room, seq = job.event.seq, attempt, error = %failure.message, "webhook attempt failed");
+                last_error = failure.message;
+                if failure.permanent {
+                    break;
+                }
             }
         }
         if attempt < config.max_attempts {
-            tokio::time::sleep(deliver::backoff(
-                attempt,
-                config.base_delay,
-                config.max_delay,
-            ))
-            .await;
+            let pause = deliver::backoff(attempt, config.base_delay, config.max_delay);
+            tokio::time::sleep(deliver::jittered(pause, rand::random::<f64>())).await;
         }
     }
     tracing::warn!(endpoint = %e.name, room = ?job.event.room, seq = job.event.seq, error = %last_error, "webhook gave up; event dead-lettered");
@@ -447,7 +448,7 @@ async fn deliver(shared: &Shared, endpoint: usize, job: &Job) -> Outcome {
             (HEADER_ENDPOINT.into(), e.name.clone()),
             (HEADER_URL.into(), deliver::redacted(&e.url).to_string()),
             (HEADER_DELIVERY.into(), id),
-            (HEADER_ATTEMPTS.into(), config.max_attempts.to_string()),
+            (HEADER_ATTEMPTS.into(), tries.to_string()),
             (HEADER_ERROR.into(), last_error),
             (HEADER_PARTITION.into(), job.partition.to_string()),
             (HEADER_OFFSET.into(), job.offset.to_string()),
@@ -464,7 +465,7 @@ async fn deliver(shared: &Shared, endpoint: usize, job: &Job) -> Outcome {
         .inc();
     Outcome {
         delivered: false,
-        failed_attempts: config.max_attempts,
+        failed_attempts: tries,
     }
 }
 

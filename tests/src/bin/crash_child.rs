@@ -132,6 +132,7 @@ async fn main() -> Result<()> {
                     from: "crash".into(),
                     text: format!("text {seq}"),
                     ts: seq,
+                    deleted: false,
                 };
                 store.append(&[message]).await?;
                 say(format!("acked {seq}"));
