@@ -17,6 +17,8 @@
 #              TIDINGS_KAFKA_CONTROLLER_PORT and TIDINGS_KAFKA_SASL_PORT move them, e.g. for
 #              a second, throwaway Kafka with its own TIDINGS_SERVICES_DIR beside the usual one
 #   Cassandra: CQL 127.0.0.1:9042, storage 127.0.0.1:7000, JMX 127.0.0.1:7199
+#              (TIDINGS_CASSANDRA_PORT, TIDINGS_CASSANDRA_STORAGE_PORT and
+#              TIDINGS_CASSANDRA_JMX_PORT move them, likewise)
 #
 # State (data, logs, pid files, generated configs, cached classpaths) lives in
 # ${TIDINGS_SERVICES_DIR:-<repo>/.services}. Each service logs to
@@ -38,9 +40,12 @@ KAFKA_SASL_PORT=${TIDINGS_KAFKA_SASL_PORT:-9094}
 KAFKA_SASL_USER=tidings
 KAFKA_SASL_PASSWORD=tidings-sasl-test
 CASSANDRA_TIMEOUT=${TIDINGS_CASSANDRA_TIMEOUT:-240}
+CASSANDRA_PORT=${TIDINGS_CASSANDRA_PORT:-9042}
+CASSANDRA_STORAGE_PORT=${TIDINGS_CASSANDRA_STORAGE_PORT:-7000}
+CASSANDRA_JMX_PORT=${TIDINGS_CASSANDRA_JMX_PORT:-7199}
 
 # Ports each service owns; a leftover process of ours on any of them is stopped.
-declare -A PORTS=([kafka]="$KAFKA_PORT $KAFKA_CONTROLLER_PORT $KAFKA_SASL_PORT" [cassandra]="9042 7000 7199")
+declare -A PORTS=([kafka]="$KAFKA_PORT $KAFKA_CONTROLLER_PORT $KAFKA_SASL_PORT" [cassandra]="$CASSANDRA_PORT $CASSANDRA_STORAGE_PORT $CASSANDRA_JMX_PORT")
 # Main class, used to recognise our own processes (pid files can be stale, pids reused).
 declare -A MAIN_CLASS=([kafka]=kafka.Kafka [cassandra]=org.apache.cassandra.service.CassandraDaemon)
 declare -A LAUNCHED_AT=()
@@ -356,11 +361,11 @@ storage_compatibility_mode: NONE
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
-      - seeds: "127.0.0.1:7000"
+      - seeds: "127.0.0.1:$CASSANDRA_STORAGE_PORT"
 listen_address: 127.0.0.1
 rpc_address: 127.0.0.1
-storage_port: 7000
-native_transport_port: 9042
+storage_port: $CASSANDRA_STORAGE_PORT
+native_transport_port: $CASSANDRA_PORT
 start_native_transport: true
 endpoint_snitch: SimpleSnitch
 auto_bootstrap: false
@@ -463,7 +468,7 @@ cassandra_launch() {
         -Dcassandra.config=file://"$CDIR/conf/cassandra.yaml"
         -Dcassandra.storagedir="$CDIR/data" -Dcassandra.logdir="$CDIR"
         -Dlogback.configurationFile="$CDIR/conf/logback.xml"
-        -Dcassandra-foreground=yes -Dcassandra.jmx.local.port=7199
+        -Dcassandra-foreground=yes -Dcassandra.jmx.local.port="$CASSANDRA_JMX_PORT"
         # Single node: don't wait for gossip or the ring to settle, and don't spend
         # 2 s announcing the shutdown to peers that don't exist.
         -Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.ring_delay_ms=1000
@@ -475,13 +480,14 @@ cassandra_launch() {
 # One CQL protocol round trip: OPTIONS (v4 frame, opcode 0x05) must get SUPPORTED
 # (response v4, opcode 0x06) back.
 cql_options_ok() {
-    timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/9042 &&
+    # shellcheck disable=SC2016 # $0 is the inner shell's
+    timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" &&
         printf "\x04\x00\x00\x00\x05\x00\x00\x00\x00" >&3 && head -c 5 <&3 | od -An -tx1' \
-        2>/dev/null | tr -d ' \n' | grep -qx 8400000006
+        "$CASSANDRA_PORT" 2>/dev/null | tr -d ' \n' | grep -qx 8400000006
 }
 
 # Ready = the log says CQL is being served and startup completed, and a CQL
-# request on 9042 is answered.
+# request on its port is answered.
 cassandra_await() {
     local start=${LAUNCHED_AT[cassandra]} pid log="$CDIR/cassandra.log"
     local deadline=$((start + CASSANDRA_TIMEOUT * 1000))
@@ -490,8 +496,8 @@ cassandra_await() {
         pid_alive "$pid" || { not_ready cassandra "the JVM exited"; return 1; }
         (($(now_ms) < deadline)) || { not_ready cassandra "timed out after ${CASSANDRA_TIMEOUT}s"; return 1; }
         if grep -q 'Starting listening for CQL clients' "$log" && grep -q 'Startup complete' "$log" &&
-            listening 9042 && cql_options_ok; then
-            echo "cassandra ready on 127.0.0.1:9042 (pid $pid, $(secs_since "$start")s)"
+            listening "$CASSANDRA_PORT" && cql_options_ok; then
+            echo "cassandra ready on 127.0.0.1:$CASSANDRA_PORT (pid $pid, $(secs_since "$start")s)"
             return 0
         fi
         sleep 0.5

@@ -35,6 +35,9 @@ pub enum DbError {
     },
     #[error("recovering from a disk fault ({0}); retry shortly")]
     Recovering(String),
+    /// redb locks its file: only one process may have it open.
+    #[error("{path} is open in another process (a running `tidings standalone`? stop it first)", path = .0.display())]
+    InUse(PathBuf),
 }
 
 /// Whether `error` means the database itself is broken (and must be reopened), rather than
@@ -101,7 +104,13 @@ impl Db {
                 source,
             })?;
         }
-        let db = builder().create(path).map_err(redb::Error::from)?;
+        let db = match builder().create(path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(DbError::InUse(path.to_path_buf()))
+            }
+            Err(error) => return Err(redb::Error::from(error).into()),
+        };
         let mut probe = path.as_os_str().to_owned();
         probe.push(".probe");
         Ok(Self {
@@ -261,6 +270,19 @@ mod tests {
         assert!(is_fatal(&redb::Error::DatabaseClosed));
         assert!(!is_fatal(&redb::Error::ValueTooLarge(1)));
         assert!(!is_fatal(&redb::Error::TableDoesNotExist("t".into())));
+    }
+
+    #[test]
+    fn a_database_open_elsewhere_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.redb");
+        let _first = Db::create(&path).unwrap();
+        let second = Db::create(&path).err().expect("the file is locked");
+        assert!(matches!(second, DbError::InUse(_)));
+        assert!(
+            second.to_string().contains("tidings standalone"),
+            "{second}"
+        );
     }
 
     #[test]

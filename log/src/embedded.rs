@@ -200,7 +200,7 @@ impl EmbeddedLog {
             .map_err(db_err)
     }
 
-    fn committed_offset(&self, group: &str, topic: &str, partition: u32) -> Result<Option<i64>> {
+    fn group_offset(&self, group: &str, topic: &str, partition: u32) -> Result<Option<i64>> {
         self.shared
             .db
             .run(|db| {
@@ -210,6 +210,37 @@ impl EmbeddedLog {
                 Ok(value.map(|v| v.value()))
             })
             .map_err(db_err)
+    }
+
+    /// The first offset appended at or after `ts_ms`, if any. Append times follow the wall
+    /// clock, which may step back, so every record is looked at rather than a binary search
+    /// trusted: the answer is Kafka's (the earliest offset whose timestamp is at least
+    /// `ts_ms`). Only operator commands ask; values are borrowed, never copied.
+    fn first_at_or_after(&self, topic: &str, partition: u32, ts_ms: i64) -> Result<Option<i64>> {
+        self.shared
+            .db
+            .run(|db| {
+                let txn = db.begin_read()?;
+                let table = txn.open_table(RECORDS)?;
+                for entry in table.range((topic, partition, 0)..=(topic, partition, i64::MAX))? {
+                    let (k, v) = entry?;
+                    if v.value().0 >= ts_ms {
+                        return Ok(Some(k.value().2));
+                    }
+                }
+                Ok(None)
+            })
+            .map_err(db_err)
+    }
+
+    fn check_partition(&self, topic: &str, partition: u32) -> Result<()> {
+        if partition >= self.partition_count(topic)? {
+            return Err(LogError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+            });
+        }
+        Ok(())
     }
 
     fn end(&self, topic: &str, partition: u32) -> Result<i64> {
@@ -509,7 +540,7 @@ impl Log for EmbeddedLog {
         for topic in topics {
             let partitions = self.partition_count(topic)?;
             for partition in 0..partitions {
-                let next = match self.committed_offset(group, topic, partition)? {
+                let next = match self.group_offset(group, topic, partition)? {
                     Some(offset) => offset,
                     None => match options.start_at {
                         StartAt::Earliest => 0,
@@ -542,13 +573,7 @@ impl Log for EmbeddedLog {
         partition: u32,
         offset: i64,
     ) -> Result<Box<dyn PartitionReader>> {
-        let partitions = self.partition_count(topic)?;
-        if partition >= partitions {
-            return Err(LogError::UnknownPartition {
-                topic: topic.to_string(),
-                partition,
-            });
-        }
+        self.check_partition(topic, partition)?;
         Ok(Box::new(EmbeddedReader {
             log: self.clone(),
             topic: topic.to_string(),
@@ -565,6 +590,31 @@ impl Log for EmbeddedLog {
 
     async fn partitions(&self, topic: &str) -> Result<u32> {
         self.partition_count(topic)
+    }
+
+    async fn offset_for_time(&self, topic: &str, partition: u32, ts_ms: i64) -> Result<i64> {
+        self.check_partition(topic, partition)?;
+        let log = self.clone();
+        let topic = topic.to_string();
+        // A scan of a long partition is blocking work: off the async threads.
+        tokio::task::spawn_blocking(move || {
+            match log.first_at_or_after(&topic, partition, ts_ms)? {
+                Some(offset) => Ok(offset),
+                None => log.end(&topic, partition),
+            }
+        })
+        .await
+        .map_err(redb_err)?
+    }
+
+    async fn committed_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<i64>> {
+        self.check_partition(topic, partition)?;
+        self.group_offset(group, topic, partition)
     }
 }
 

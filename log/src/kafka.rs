@@ -332,6 +332,22 @@ fn drain_events(consumer: &BaseConsumer) {
 
 /// How long [`Log::writable`] waits for Kafka's answer.
 const WRITABLE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an offset look-up (by time, or a group's commit) waits for Kafka's answer.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One partition's entry in a look-up's answer, or its error.
+fn partition_answer(
+    answer: &TopicPartitionList,
+    topic: &str,
+    partition: u32,
+) -> std::result::Result<Offset, KafkaError> {
+    match answer.find_partition(topic, partition as i32) {
+        Some(entry) => entry.error().map(|()| entry.offset()),
+        None => Err(KafkaError::MetadataFetch(
+            RDKafkaErrorCode::UnknownPartition,
+        )),
+    }
+}
 
 fn join_error(e: tokio::task::JoinError) -> LogError {
     LogError::Unavailable(format!("kafka task: {e}"))
@@ -437,6 +453,16 @@ impl KafkaLog {
         })
         .await
         .map_err(join_error)?
+    }
+
+    async fn check_partition(&self, topic: &str, partition: u32) -> Result<()> {
+        if partition >= self.partition_count(topic).await? {
+            return Err(LogError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+            });
+        }
+        Ok(())
     }
 
     async fn partition_count(&self, topic: &str) -> Result<u32> {
@@ -785,13 +811,7 @@ impl Log for KafkaLog {
         partition: u32,
         offset: i64,
     ) -> Result<Box<dyn PartitionReader>> {
-        let partitions = self.partition_count(topic).await?;
-        if partition >= partitions {
-            return Err(LogError::UnknownPartition {
-                topic: topic.to_string(),
-                partition,
-            });
-        }
+        self.check_partition(topic, partition).await?;
         // The group id is required by librdkafka but never joined: the partition is assigned.
         let consumer: StreamConsumer = self
             .config
@@ -821,6 +841,59 @@ impl Log for KafkaLog {
 
     async fn partitions(&self, topic: &str) -> Result<u32> {
         self.partition_count(topic).await
+    }
+
+    /// Kafka's own look-up (ListOffsets by timestamp), which answers "none" (`Offset::End`)
+    /// when no record is that recent: then the end offset.
+    async fn offset_for_time(&self, topic: &str, partition: u32, ts_ms: i64) -> Result<i64> {
+        self.check_partition(topic, partition).await?;
+        let metadata = self.metadata.clone();
+        let name = topic.to_string();
+        // Negative "timestamps" are Kafka's codes for latest and earliest, not times.
+        let ts_ms = ts_ms.max(0);
+        let found = tokio::task::spawn_blocking(move || {
+            let mut list = TopicPartitionList::new();
+            list.add_partition_offset(&name, partition as i32, Offset::Offset(ts_ms))?;
+            let answer = metadata.offsets_for_times(list, LOOKUP_TIMEOUT)?;
+            partition_answer(&answer, &name, partition)
+        })
+        .await
+        .map_err(join_error)?
+        .map_err(unavailable)?;
+        match found {
+            Offset::Offset(offset) => Ok(offset),
+            _ => self.end_offset(topic, partition).await,
+        }
+    }
+
+    async fn committed_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<i64>> {
+        self.check_partition(topic, partition).await?;
+        // A client with the group's id that never subscribes only fetches offsets: it does
+        // not join the group, so the members' assignments and commits are left alone.
+        let consumer: BaseConsumer = self
+            .config
+            .consumer(group, StartAt::Earliest, None)
+            .create()
+            .map_err(unavailable)?;
+        let name = topic.to_string();
+        let found = tokio::task::spawn_blocking(move || {
+            let mut list = TopicPartitionList::new();
+            list.add_partition(&name, partition as i32);
+            let answer = consumer.committed_offsets(list, LOOKUP_TIMEOUT)?;
+            partition_answer(&answer, &name, partition)
+        })
+        .await
+        .map_err(join_error)?
+        .map_err(unavailable)?;
+        Ok(match found {
+            Offset::Offset(offset) => Some(offset),
+            _ => None,
+        })
     }
 
     /// A fresh metadata round trip (never the cached partition counts): a broker answers, and

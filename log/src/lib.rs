@@ -213,6 +213,20 @@ pub trait Log: Send + Sync + 'static {
     /// Number of partitions of an existing topic.
     async fn partitions(&self, topic: &str) -> Result<u32>;
 
+    /// The offset of the first record in the partition appended at or after `ts_ms` (ms
+    /// since the epoch), or the end offset if none was: where reading "from that time"
+    /// starts (`tidings replay processor --from`).
+    async fn offset_for_time(&self, topic: &str, partition: u32, ts_ms: i64) -> Result<i64>;
+
+    /// The offset `group` committed in the partition (the next one it will read), `None` if
+    /// it never committed there. Only reads: the group is not joined, nothing of it changes.
+    async fn committed_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<i64>>;
+
     /// `Ok` when appends can be taken now, else why not (`unavailable`). Cheap enough for a
     /// readiness probe every few seconds: Kafka answers one metadata round trip within a
     /// short timeout; embedded does no I/O unless it is recovering from a disk fault.

@@ -165,6 +165,20 @@ impl Log for Metered {
         self.inner.partitions(topic).await
     }
 
+    // Not timed: operator look-ups (`tidings replay processor`), not the serving path.
+    async fn offset_for_time(&self, topic: &str, partition: u32, ts_ms: i64) -> Result<i64> {
+        self.inner.offset_for_time(topic, partition, ts_ms).await
+    }
+
+    async fn committed_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Option<i64>> {
+        self.inner.committed_offset(group, topic, partition).await
+    }
+
     async fn writable(&self) -> Result<()> {
         self.writable.time(self.inner.writable()).await
     }

@@ -12,7 +12,8 @@
 //!   `notify` deliveries.
 //! - [`webhook`]: room log → POSTs to configured URLs, at least once, in order per room.
 //!
-//! All implement [`Processor`] and are listed in one place, [`registry`].
+//! All implement [`Processor`] and are listed in one place, [`registry`]. Each says whether
+//! it may run over history beside its live self ([`Backfill`], [`replay`]).
 
 pub mod dead_letter;
 pub mod fanout;
@@ -34,6 +35,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub use registry::{by_name, registry};
+pub use replay::{BackfillJob, ReplayStats, StartFrom, Stretch};
 
 /// Name under which persistence saves its progress in the store (`Store::checkpoint`); the
 /// sequencer bounds its recovery scan with it.
@@ -97,6 +99,16 @@ pub enum ProcessorError {
     Internal(&'static str),
 }
 
+/// What running a processor over history again (`tidings replay processor`) would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backfill {
+    /// It may: seeing events again corrupts nothing and reaches no client. `live_group` is
+    /// the live processor's consumer group, which a backfill never joins or commits for.
+    Allowed { live_group: &'static str },
+    /// It must not, and why (shown to the operator).
+    Refused(&'static str),
+}
+
 /// One processor: a consumer group on some topics producing to others.
 #[async_trait]
 pub trait Processor: Send + Sync {
@@ -111,6 +123,29 @@ pub trait Processor: Send + Sync {
         ctx: &Context,
         shutdown: &CancellationToken,
     ) -> Result<(), ProcessorError>;
+
+    /// Whether it may run over history beside the live processor. Refused unless a
+    /// processor says otherwise: running again over events it already handled must
+    /// corrupt nothing and reach no client.
+    fn backfill(&self) -> Backfill {
+        Backfill::Refused("it does not say what running over history would mean")
+    }
+
+    /// Runs over `stretches` of the room log, with its own readers: no group joined, no
+    /// offset committed. Called (by [`replay::backfill`]) only if [`Processor::backfill`]
+    /// allows it and `job` passed [`replay::check`].
+    async fn run_backfill(
+        &self,
+        ctx: &Context,
+        job: &BackfillJob,
+        stretches: &[Stretch],
+        stop: &CancellationToken,
+    ) -> Result<ReplayStats, ProcessorError> {
+        let _ = (ctx, job, stretches, stop);
+        Err(ProcessorError::Internal(
+            "this processor does not run over history",
+        ))
+    }
 
     /// Runs sessions until `shutdown` is cancelled. A failed session (a backend outage, say)
     /// is logged and replaced after a bounded backoff; it never ends the loop.

@@ -98,12 +98,81 @@ where
 
 /// Records per poll when reading a partition to its end.
 const SCAN_BATCH: usize = 1000;
-/// One empty poll of this long ends a scan that reached `end - 1` (on Kafka the last offset
-/// is usually a transaction marker, never returned).
-const SCAN_QUIET: Duration = Duration::from_millis(300);
-/// Empty polls in a row that end a scan short of `end - 1`: offsets there belong to markers
-/// or aborted transactions, which read-committed readers skip silently.
-const SCAN_QUIET_POLLS: u32 = 10;
+
+/// How long a [`Scan`] waits for records before it takes a partition's end as reached.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Patience {
+    /// One poll's wait.
+    pub wait: Duration,
+    /// Empty polls in a row that end a scan short of `end - 1`: offsets there belong to
+    /// markers or aborted transactions, which read-committed readers skip silently.
+    pub polls: u32,
+}
+
+/// Start-up scans (the sequencer's tail, the directory): a processor waits on them.
+pub(crate) const RECOVERY: Patience = Patience {
+    wait: Duration::from_millis(300),
+    polls: 10,
+};
+
+/// Reads one partition from an offset up to an end fixed beforehand, in batches.
+pub(crate) struct Scan {
+    reader: Box<dyn PartitionReader>,
+    next: i64,
+    end: i64,
+    patience: Patience,
+    done: bool,
+}
+
+impl Scan {
+    pub(crate) async fn open(
+        log: &dyn Log,
+        topic: &str,
+        partition: u32,
+        from: i64,
+        end: i64,
+        patience: Patience,
+    ) -> Result<Self, LogError> {
+        Ok(Self {
+            reader: log.reader(topic, partition, from).await?,
+            next: from,
+            end,
+            patience,
+            done: false,
+        })
+    }
+
+    /// The next batch of up to `max` records, `None` once the end is reached. The last batch
+    /// may hold records at or past the end, appended since: scans that follow on use them,
+    /// bounded ones drop them.
+    pub(crate) async fn next_batch(&mut self, max: usize) -> Result<Option<Vec<Record>>, LogError> {
+        let mut quiet = 0;
+        while !self.done && self.next < self.end {
+            let records = self.reader.poll(max, self.patience.wait).await?;
+            if let Some(last) = records.last() {
+                self.next = last.offset + 1;
+                return Ok(Some(records));
+            }
+            quiet += 1;
+            // On Kafka the last offset is usually a transaction marker, never returned.
+            if self.next >= self.end - 1 || quiet >= self.patience.polls {
+                break;
+            }
+        }
+        self.done = true;
+        Ok(None)
+    }
+
+    /// One past the last record read.
+    pub(crate) fn next(&self) -> i64 {
+        self.next
+    }
+
+    /// The reader, to follow the partition on, and the next offset it gives.
+    pub(crate) fn into_reader(self) -> (Box<dyn PartitionReader>, i64) {
+        (self.reader, self.next)
+    }
+}
 
 /// Reads `topic`/`partition` from `from` up to the end it had when called, handing every
 /// record to `each`. Returns the reader (to follow on) and the next offset.
@@ -115,25 +184,11 @@ pub(crate) async fn read_to_end(
     mut each: impl FnMut(&Record),
 ) -> Result<(Box<dyn PartitionReader>, i64), LogError> {
     let end = log.end_offset(topic, partition).await?;
-    let mut reader = log.reader(topic, partition, from).await?;
-    let mut next = from;
-    let mut quiet = 0;
-    while next < end {
-        let records = reader.poll(SCAN_BATCH, SCAN_QUIET).await?;
-        if records.is_empty() {
-            quiet += 1;
-            if next >= end - 1 || quiet >= SCAN_QUIET_POLLS {
-                break;
-            }
-            continue;
-        }
-        quiet = 0;
-        for record in &records {
-            each(record);
-            next = record.offset + 1;
-        }
+    let mut scan = Scan::open(log, topic, partition, from, end, RECOVERY).await?;
+    while let Some(records) = scan.next_batch(SCAN_BATCH).await? {
+        records.iter().for_each(&mut each);
     }
-    Ok((reader, next))
+    Ok(scan.into_reader())
 }
 
 /// The checkpoints saying "all of these records are done": per partition, the last + 1.

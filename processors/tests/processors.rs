@@ -809,3 +809,149 @@ async fn replay_rebuilds_the_store_from_the_room_log() {
         (0, 1)
     );
 }
+
+/// `tidings replay processor persistence|inbox --from <time>`: only what was appended at or
+/// after the time reaches a store that never saw it; the live group's committed offsets and
+/// persistence's checkpoints are left as they were; no delivery is made; refused processors
+/// say why.
+#[tokio::test]
+async fn a_backfill_from_a_time_writes_only_later_history_beside_the_live_group() {
+    use tidings_processors::persistence::GROUP;
+    use tidings_processors::replay::{self, BackfillError, BackfillJob, StartFrom};
+
+    let h = Harness::new().await;
+    let early: Vec<OutRecord> = (1..=10)
+        .map(|seq| room_record("message", "general", "ada", seq, &format!("m{seq}")))
+        .collect();
+    h.log.produce_batch(early).await.expect("appended");
+    let live = h.start("persistence");
+    let started = Instant::now();
+    while h.store.head("general").await.expect("head") < 10 {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "live persistence stored nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.shutdown.cancel();
+    live.await.expect("stopped");
+    let partitions = h.log.partitions(topics::ROOM_LOG).await.expect("p");
+    let live_offsets = async || {
+        let mut offsets = Vec::new();
+        for p in 0..partitions {
+            offsets.push(
+                h.log
+                    .committed_offset(GROUP, topics::ROOM_LOG, p)
+                    .await
+                    .expect("committed"),
+            );
+        }
+        offsets
+    };
+    let before = live_offsets().await;
+    assert!(
+        before.iter().any(Option::is_some),
+        "the live group committed"
+    );
+
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let from = tidings_log::now_ms();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let mut late: Vec<OutRecord> = (11..=15)
+        .map(|seq| room_record("message", "general", "ada", seq, &format!("m{seq} @bob")))
+        .collect();
+    late.push(room_record("read", "general", "bob", 12, ""));
+    h.log.produce_batch(late).await.expect("appended");
+    let deliveries_ends = async || {
+        let mut ends = Vec::new();
+        for p in 0..h.log.partitions(topics::DELIVERIES).await.expect("p") {
+            ends.push(h.log.end_offset(topics::DELIVERIES, p).await.expect("end"));
+        }
+        ends
+    };
+    let deliveries_before = deliveries_ends().await;
+
+    let fresh = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(&fresh.path().join("store.redb")).expect("store"));
+    let ctx = Context {
+        store: store.clone(),
+        ..h.ctx()
+    };
+    let job = BackfillJob {
+        from: StartFrom::Time(from),
+        endpoint: None,
+    };
+    let stop = CancellationToken::new();
+    let persistence = by_name("persistence").expect("registered");
+    let stats = replay::backfill(&*persistence, &ctx, &job, &stop)
+        .await
+        .expect("backfilled");
+    assert_eq!(
+        (stats.records, stats.messages, stats.undecodable),
+        (6, 5, 0)
+    );
+    assert_eq!(stats.kinds.get("message"), Some(&5));
+    assert_eq!(stats.kinds.get("read"), Some(&1));
+    assert!(!stats.interrupted);
+    let stored: Vec<i64> = store
+        .read("general", SeqRange::after(0, 100))
+        .await
+        .expect("read")
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(
+        stored,
+        (11..=15).collect::<Vec<_>>(),
+        "only what came after"
+    );
+    for p in 0..partitions {
+        assert_eq!(
+            store
+                .checkpoint(PERSISTENCE_CHECKPOINT, p)
+                .await
+                .expect("cp"),
+            None,
+            "checkpoints are the live processor's"
+        );
+    }
+
+    let inbox = by_name("inbox").expect("registered");
+    let stats = replay::backfill(&*inbox, &ctx, &job, &stop)
+        .await
+        .expect("backfilled");
+    assert_eq!((stats.messages, stats.read_markers), (5, 1));
+    assert_eq!(
+        store.read_marker("bob", "general").await.expect("marker"),
+        Some(12)
+    );
+    assert_eq!(
+        store
+            .counts_after("bob", "general", 12)
+            .await
+            .expect("counts"),
+        (0, 3),
+        "mentions of bob after his marker"
+    );
+
+    assert_eq!(
+        live_offsets().await,
+        before,
+        "the live group is where it was"
+    );
+    assert_eq!(
+        deliveries_ends().await,
+        deliveries_before,
+        "a backfill delivers nothing"
+    );
+
+    let fanout = by_name("fanout").expect("registered");
+    match replay::backfill(&*fanout, &ctx, &job, &stop).await {
+        Err(BackfillError::Refused { processor, reason }) => {
+            assert_eq!(processor, "fanout");
+            assert!(reason.contains("live clients"), "{reason}");
+        }
+        other => panic!("fanout must refuse: {other:?}"),
+    }
+}

@@ -173,6 +173,115 @@ pub async fn readers_and_end_offsets_agree_with_acks(log: Arc<dyn Log>) {
     assert_eq!(rest[0].offset, second.offset);
 }
 
+pub async fn offsets_are_found_by_time(log: Arc<dyn Log>) {
+    let topic = topic(&log, 2).await;
+    let key = "room-t";
+    let p = partition_for(key, 2);
+    let other = 1 - p;
+    assert_eq!(
+        log.offset_for_time(&topic, p, 0).await.unwrap(),
+        0,
+        "empty: the end"
+    );
+    let mut early = Vec::new();
+    for i in 0..3 {
+        let record = OutRecord::new(&topic, key, format!("early {i}").into_bytes());
+        early.push(log.produce(record).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let between = tidings_log::now_ms();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut late = Vec::new();
+    for i in 0..3 {
+        let record = OutRecord::new(&topic, key, format!("late {i}").into_bytes());
+        late.push(log.produce(record).await.unwrap());
+    }
+
+    assert_eq!(
+        log.offset_for_time(&topic, p, 0).await.unwrap(),
+        early[0].offset
+    );
+    assert_eq!(
+        log.offset_for_time(&topic, p, between).await.unwrap(),
+        late[0].offset,
+        "the first record appended at or after the time"
+    );
+    let end = log.end_offset(&topic, p).await.unwrap();
+    let future = tidings_log::now_ms() + 3_600_000;
+    assert_eq!(log.offset_for_time(&topic, p, future).await.unwrap(), end);
+    assert_eq!(
+        log.offset_for_time(&topic, other, between).await.unwrap(),
+        0
+    );
+    assert!(matches!(
+        log.offset_for_time(&topic, 7, between).await,
+        Err(LogError::UnknownPartition { .. })
+    ));
+
+    // Read from there: only the late records, each stamped at or after the time.
+    let mut reader = log
+        .reader(
+            &topic,
+            p,
+            log.offset_for_time(&topic, p, between).await.unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while got.len() < 3 && tokio::time::Instant::now() < deadline {
+        got.extend(reader.poll(10, Duration::from_millis(300)).await.unwrap());
+    }
+    let values: Vec<_> = got.iter().map(|r| r.value.clone()).collect();
+    assert_eq!(
+        values,
+        [b"late 0".to_vec(), b"late 1".to_vec(), b"late 2".to_vec()]
+    );
+    assert!(got.iter().all(|r| r.timestamp_ms >= between));
+}
+
+pub async fn committed_offsets_are_read_without_joining(log: Arc<dyn Log>) {
+    let topic = topic(&log, 1).await;
+    let group = unique("group");
+    assert_eq!(log.committed_offset(&group, &topic, 0).await.unwrap(), None);
+    for i in 0..5 {
+        log.produce(OutRecord::new(&topic, "k", format!("{i}").into_bytes()))
+            .await
+            .unwrap();
+    }
+    let mut consumer = log
+        .consumer(&group, &[&topic], ConsumerOptions::default())
+        .await
+        .unwrap();
+    let records = drain(&mut consumer, 5).await;
+    assert_eq!(records.len(), 5);
+    consumer
+        .commit(&[records[2].next_checkpoint()])
+        .await
+        .unwrap();
+    assert_eq!(
+        log.committed_offset(&group, &topic, 0).await.unwrap(),
+        Some(records[2].offset + 1)
+    );
+    // Looking did not disturb the member: it reads on and commits again.
+    log.produce(OutRecord::new(&topic, "k", b"5".to_vec()))
+        .await
+        .unwrap();
+    let more = drain(&mut consumer, 1).await;
+    assert_eq!(more.len(), 1);
+    consumer.commit(&[more[0].next_checkpoint()]).await.unwrap();
+    assert_eq!(
+        log.committed_offset(&group, &topic, 0).await.unwrap(),
+        Some(more[0].offset + 1)
+    );
+    assert_eq!(
+        log.committed_offset(&unique("other"), &topic, 0)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
 pub async fn a_group_resumes_where_it_committed(log: Arc<dyn Log>) {
     let topic = topic(&log, 3).await;
     for i in 0..90 {
@@ -407,6 +516,18 @@ macro_rules! conformance {
             async fn readers_and_end_offsets_agree_with_acks() {
                 let (_dir, log) = $make;
                 super::readers_and_end_offsets_agree_with_acks(log).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn offsets_are_found_by_time() {
+                let (_dir, log) = $make;
+                super::offsets_are_found_by_time(log).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn committed_offsets_are_read_without_joining() {
+                let (_dir, log) = $make;
+                super::committed_offsets_are_read_without_joining(log).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

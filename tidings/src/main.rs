@@ -4,7 +4,9 @@
 //! - `edge`: a Socket.IO edge on Kafka and Cassandra/Scylla;
 //! - `processor <name>|all`: processors on Kafka and Cassandra/Scylla;
 //! - `migrate`: creates the Kafka topics and the Cassandra keyspace and tables (idempotent;
-//!   `--only kafka|cassandra` for one of them).
+//!   `--only kafka|cassandra` for one of them);
+//! - `replay store`, `replay processor NAME`: the store rebuilt from the room log, or one
+//!   processor run over history beside the live one (a backfill).
 
 mod asyncapi;
 mod config;
@@ -19,6 +21,7 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use config::Config;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tidings_edge::EdgeConfig;
@@ -26,6 +29,7 @@ use tidings_log::embedded::EmbeddedLog;
 use tidings_log::kafka::KafkaLog;
 use tidings_log::Log;
 use tidings_processors::presence::PresenceConfig;
+use tidings_processors::replay::{self, BackfillJob, ReplayStats, StartFrom};
 use tidings_processors::{Context, ModerationConfig, Processor};
 use tidings_store::cassandra::CassandraStore;
 use tidings_store::embedded::EmbeddedStore;
@@ -88,6 +92,33 @@ enum ReplayCommand {
         #[arg(long)]
         embedded: bool,
     },
+    /// Run one processor over the room log's history beside the live one (a backfill), e.g.
+    /// `webhook --endpoint NAME` for an endpoint added later; also persistence and inbox
+    /// (idempotent writes). The sequencer, fanout, typing and presence refuse, saying why.
+    /// Reads each partition from --from to the end it had when it began, with its own
+    /// readers: the live group's offsets are never touched. Prints what it did and exits 0;
+    /// SIGINT or SIGTERM stop it (exit 130: run it again to finish).
+    Processor(BackfillArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct BackfillArgs {
+    /// webhook, persistence or inbox.
+    name: String,
+    /// `earliest`, milliseconds since the epoch, or an RFC 3339 time: each partition is read
+    /// from its first record appended at or after it.
+    #[arg(long, default_value = "earliest")]
+    from: StartFrom,
+    /// webhook only: deliver to this configured endpoint (by name), not every one.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// On the embedded log and store in TIDINGS_DATA_DIR (standalone stopped).
+    #[arg(long)]
+    embedded: bool,
+    /// Only print what it would read in each partition and where the live group's committed
+    /// offset is.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Subcommand)]
@@ -527,22 +558,140 @@ async fn migrate(config: Config, only: Option<Backend>, shutdown: CancellationTo
     Ok(())
 }
 
-async fn replay_store(config: Config, embedded: bool, shutdown: CancellationToken) -> Result<()> {
-    let (log, store) = if embedded {
-        embedded_backends(&config).await?
+/// What a replay ends with: 0 when done, 130 when a signal stopped it first.
+const INTERRUPTED: u8 = 130;
+
+fn replay_exit(stats: &ReplayStats) -> ExitCode {
+    if stats.interrupted {
+        eprintln!(
+            "interrupted before the end: run it again to finish (what was done is not undone, \
+             and doing it again changes nothing)"
+        );
+        ExitCode::from(INTERRUPTED)
     } else {
-        distributed_backends(&config, &shutdown).await?
-    };
-    let stats = tidings_processors::replay::rebuild_store(log, store, shutdown).await?;
+        ExitCode::SUCCESS
+    }
+}
+
+async fn replay_backends(
+    config: &Config,
+    embedded: bool,
+    shutdown: &CancellationToken,
+) -> Result<(Arc<dyn Log>, Arc<dyn Store>)> {
+    if embedded {
+        embedded_backends(config).await
+    } else {
+        distributed_backends(config, shutdown).await
+    }
+}
+
+async fn replay_store(
+    config: Config,
+    embedded: bool,
+    shutdown: CancellationToken,
+) -> Result<ExitCode> {
+    let (log, store) = replay_backends(&config, embedded, &shutdown).await?;
+    let stats = replay::rebuild_store(log, store, shutdown).await?;
     println!(
         "replayed {} room-log records in {:.1} s: {} messages, {} read markers, {} undecodable",
         stats.records, stats.seconds, stats.messages, stats.read_markers, stats.undecodable
     );
-    Ok(())
+    Ok(replay_exit(&stats))
+}
+
+/// `tidings replay processor`: refused or checked before any backend is opened.
+async fn replay_processor(
+    config: Config,
+    args: BackfillArgs,
+    shutdown: CancellationToken,
+) -> Result<ExitCode> {
+    let BackfillArgs {
+        name,
+        from,
+        endpoint,
+        embedded,
+        dry_run,
+    } = args;
+    let processor = tidings_processors::by_name(&name).with_context(|| {
+        let known: Vec<&str> = tidings_processors::registry()
+            .iter()
+            .map(|p| p.name())
+            .collect();
+        format!("unknown processor {name:?}; known: {}", known.join(", "))
+    })?;
+    let job = BackfillJob { from, endpoint };
+    replay::check(&*processor, &job, &webhooks(&config)?)?;
+    let (log, store) = replay_backends(&config, embedded, &shutdown).await?;
+    let context = Context {
+        log,
+        store,
+        node: node_id(&config, "replay"),
+        moderation: moderation(&config),
+        presence: presence(&config),
+        webhooks: webhooks(&config)?,
+        presend: config.presend(),
+    };
+    if dry_run {
+        let plan = replay::dry_run(&*processor, &context, &job).await?;
+        for line in plan_lines(&name, &job, &plan) {
+            println!("{line}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stats = replay::backfill(&*processor, &context, &job, &shutdown).await?;
+    println!("{}", backfill_summary(&name, &job, &stats));
+    Ok(replay_exit(&stats))
+}
+
+/// The dry run's report: the stretch of each partition, and the live group's position.
+fn plan_lines(name: &str, job: &BackfillJob, plan: &replay::DryRun) -> Vec<String> {
+    let offsets: i64 = plan.partitions.iter().map(|(s, _)| s.end - s.start).sum();
+    let mut lines = vec![format!(
+        "{name} from {}: {offsets} room-log offsets to read (dry run: nothing done)",
+        job.from
+    )];
+    for (stretch, live) in &plan.partitions {
+        let live = live.map_or_else(|| "none".to_string(), |offset| offset.to_string());
+        lines.push(format!(
+            "partition {}: offsets {}..{}; live group {} committed {live}",
+            stretch.partition, stretch.start, stretch.end, plan.live_group
+        ));
+    }
+    lines
+}
+
+/// One line: what was read, by kind, how fast, and what the processor did with it.
+fn backfill_summary(name: &str, job: &BackfillJob, stats: &ReplayStats) -> String {
+    let kinds: Vec<String> = stats
+        .kinds
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    let outcome = match name {
+        "webhook" => format!(
+            "delivered {}, dead-lettered {}, failed attempts {}",
+            stats.delivered, stats.dead_lettered, stats.failed_attempts
+        ),
+        "persistence" => format!("{} messages stored", stats.messages),
+        _ => format!(
+            "{} messages indexed, {} read markers",
+            stats.messages, stats.read_markers
+        ),
+    };
+    format!(
+        "backfilled {name} from {}: {} room-log records in {:.1} s ({:.0} records/s); by kind: {}; \
+         undecodable {}; {outcome}",
+        job.from,
+        stats.records,
+        stats.seconds,
+        stats.rate(),
+        if kinds.is_empty() { "none".to_string() } else { kinds.join(", ") },
+        stats.undecodable,
+    )
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref(), |k| std::env::var(k).ok())?;
     init_logging(&config);
@@ -554,15 +703,19 @@ async fn main() -> Result<()> {
     }
     ops::register_process_metrics();
     let shutdown = shutdown_on_signal();
-    match cli.command {
+    let done = match cli.command {
         Command::Standalone => standalone(config, shutdown).await,
         Command::Edge => edge(config, shutdown).await,
         Command::Processor { name } => processor(config, &name, shutdown).await,
         Command::Migrate { only } => migrate(config, only, shutdown).await,
         Command::Registry => registry::serve(&config.listen, shutdown).await,
+        // Replays say with their exit code whether they finished.
         Command::Replay {
             command: ReplayCommand::Store { embedded },
-        } => replay_store(config, embedded, shutdown).await,
+        } => return replay_store(config, embedded, shutdown).await,
+        Command::Replay {
+            command: ReplayCommand::Processor(args),
+        } => return replay_processor(config, args, shutdown).await,
         Command::Schemas { command } => match command {
             SchemasCommand::List => {
                 registry::listing()
@@ -576,5 +729,80 @@ async fn main() -> Result<()> {
                 Ok(())
             }
         },
+    };
+    done.map(|()| ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn backfill(args: &[&str]) -> Result<BackfillArgs, clap::Error> {
+        let argv = ["tidings", "replay", "processor"].iter().chain(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Replay {
+                command: ReplayCommand::Processor(args),
+            } => Ok(args),
+            _ => panic!("not a processor replay"),
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn backfill_arguments_parse() {
+        let a = backfill(&[
+            "webhook",
+            "--endpoint",
+            "search",
+            "--from",
+            "2026-12-03T10:00:00Z",
+        ])
+        .expect("parses");
+        assert_eq!(a.name, "webhook");
+        assert_eq!(a.endpoint.as_deref(), Some("search"));
+        assert_eq!(a.from, StartFrom::Time(1_796_292_000_000));
+        assert!(!a.embedded && !a.dry_run);
+
+        let b = backfill(&["persistence", "--embedded", "--dry-run"]).expect("parses");
+        assert_eq!(b.from, StartFrom::Earliest, "from the beginning by default");
+        assert!(b.embedded && b.dry_run && b.endpoint.is_none());
+
+        let c = backfill(&["inbox", "--from", "1796292000000"]).expect("parses");
+        assert_eq!(c.from, StartFrom::Time(1_796_292_000_000));
+
+        let bad = backfill(&["webhook", "--from", "last tuesday"]).unwrap_err();
+        assert!(bad.to_string().contains("RFC 3339"), "{bad}");
+        assert!(backfill(&[]).is_err(), "the processor is named");
+        assert!(backfill(&["webhook", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn the_summary_says_what_was_read_and_done() {
+        let mut stats = ReplayStats {
+            records: 12,
+            delivered: 10,
+            failed_attempts: 3,
+            seconds: 2.0,
+            ..ReplayStats::default()
+        };
+        stats.kinds.insert("message".into(), 10);
+        stats.kinds.insert("host".into(), 2);
+        let job = BackfillJob {
+            from: StartFrom::Earliest,
+            endpoint: None,
+        };
+        assert_eq!(
+            backfill_summary("webhook", &job, &stats),
+            "backfilled webhook from earliest: 12 room-log records in 2.0 s (6 records/s); \
+             by kind: host 2, message 10; undecodable 0; delivered 10, dead-lettered 0, \
+             failed attempts 3"
+        );
+        stats.messages = 10;
+        assert!(backfill_summary("persistence", &job, &stats).ends_with("; 10 messages stored"));
     }
 }

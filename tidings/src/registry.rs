@@ -103,7 +103,8 @@ pub const TOPIC_DOCS: &[TopicDoc] = &[
         topic: topics::WEBHOOK_DEAD_LETTERS,
         subject: Some(Subject::RoomEvent),
         key: "room",
-        writers: "the webhook processor, for room events an endpoint did not accept after the \
+        writers: "the webhook processor (live, or tidings replay processor webhook over \
+                  history), for room events an endpoint did not accept after the \
                   last attempt: the room-log record unchanged, with webhook.endpoint, \
                   webhook.url, webhook.delivery-id, webhook.attempts, webhook.error, \
                   webhook.source-partition and webhook.source-offset headers",

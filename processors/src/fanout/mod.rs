@@ -14,7 +14,7 @@
 use crate::dead_letter::decode_or_dead_letter;
 use crate::directory::Directory;
 use crate::runtime::{self, delivery, valid_node};
-use crate::{Context, Processor, ProcessorError};
+use crate::{Backfill, Context, Processor, ProcessorError};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use tidings_log::topics::{DEAD_LETTERS, DELIVERIES, ROOM_LOG};
@@ -43,6 +43,12 @@ impl Processor for Fanout {
 
     fn produces(&self) -> &'static [&'static str] {
         &[DELIVERIES, DEAD_LETTERS]
+    }
+
+    fn backfill(&self) -> Backfill {
+        Backfill::Refused(
+            "fan-out delivers the room log to the edges: run over history, it would deliver old messages to live clients again",
+        )
     }
 
     async fn session(

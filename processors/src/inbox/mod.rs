@@ -18,6 +18,10 @@
 //!
 //! Which edges have a user's connections: the users edges announce on the subscriptions
 //! topic (`user-host`, `user-unhost`), followed live like typing follows room hosts.
+//!
+//! Over history (`tidings replay processor inbox`, `tidings replay store`) it writes the same
+//! rows and markers ([`write_index`]) and delivers nothing: old notices must not reach
+//! today's clients.
 
 pub(crate) mod derive;
 mod metrics;
@@ -26,15 +30,17 @@ pub use derive::{mentions, MAX_MENTIONS};
 
 use crate::dead_letter::decode_or_dead_letter;
 use crate::directory::Directory;
+use crate::replay::{self, Writes};
 use crate::runtime::{self, checkpoints_of, delivery};
-use crate::{Context, Processor, ProcessorError};
+use crate::{Backfill, BackfillJob, Context, Processor, ProcessorError, ReplayStats, Stretch};
 use async_trait::async_trait;
 use derive::{Derived, Notice};
 use futures::{StreamExt, TryStreamExt};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use tidings_log::topics::{DEAD_LETTERS, DELIVERIES, ROOM_LOG, SUBSCRIPTIONS};
 use tidings_log::{ConsumerOptions, OutRecord};
 use tidings_schemas::{Delivery, LogRecord, RoomEvent};
+use tidings_store::Store;
 use tokio_util::sync::CancellationToken;
 
 pub const GROUP: &str = "tidings-inbox";
@@ -67,6 +73,62 @@ impl Processor for Inbox {
     ) -> Result<(), ProcessorError> {
         session(ctx, shutdown).await
     }
+
+    /// Rows are keyed by what they describe and markers only rise: writing them again
+    /// changes nothing, and a backfill sends no notice.
+    fn backfill(&self) -> Backfill {
+        Backfill::Allowed { live_group: GROUP }
+    }
+
+    async fn run_backfill(
+        &self,
+        ctx: &Context,
+        _job: &BackfillJob,
+        stretches: &[Stretch],
+        stop: &CancellationToken,
+    ) -> Result<ReplayStats, ProcessorError> {
+        let (stats, _) =
+            replay::into_store(&ctx.log, &ctx.store, stretches, Writes::INBOX, stop).await?;
+        Ok(stats)
+    }
+}
+
+/// Writes what `events` (a stretch of one partition, in order) mean for the inbox tables:
+/// the index rows of each message and, per user and room, the highest read marker (the
+/// store never moves one back). Delivers nothing: for replays, where no look-up of the
+/// stored marker is needed to decide on a `read` or `receipt`. Returns how many messages
+/// were indexed and markers written.
+pub(crate) async fn write_index(
+    store: &dyn Store,
+    events: &[RoomEvent],
+) -> Result<(u64, u64), ProcessorError> {
+    let mut derived = Derived::default();
+    let mut messages = 0;
+    for event in events.iter().filter(|e| e.kind == "message") {
+        derived.message(event);
+        messages += 1;
+    }
+    let update = derived.update();
+    if !update.is_empty() {
+        store.update_inbox(&update).await?;
+    }
+    let mut markers: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for e in events.iter().filter(|e| e.kind == "read" && e.seq >= 0) {
+        let (Some(user), Some(room)) = (e.user.as_deref(), e.room.as_deref()) else {
+            continue;
+        };
+        if user.is_empty() || !tidings_store::valid_room(room) {
+            continue;
+        }
+        let marker = markers
+            .entry((user.to_string(), room.to_string()))
+            .or_insert(e.seq);
+        *marker = (*marker).max(e.seq);
+    }
+    for ((user, room), seq) in &markers {
+        store.set_read_marker(user, room, *seq).await?;
+    }
+    Ok((messages, markers.len() as u64))
 }
 
 /// A read marker that moved forward.

@@ -4,10 +4,18 @@
 //! changes nothing), then save the store checkpoint of every partition in the batch (the
 //! sequencer trusts the store to be complete up to it), then commit the group offsets.
 //! Markers (`host`, `unhost`) are not messages and are only passed over.
+//!
+//! Over history (`tidings replay processor persistence`) it writes the same rows and leaves
+//! the checkpoints to the live processor: a stretch from a time says nothing about the
+//! records before it.
 
 use crate::dead_letter::decode_or_dead_letter;
+use crate::replay::{self, Writes};
 use crate::runtime::{self, checkpoints_of};
-use crate::{Context, Processor, ProcessorError, PERSISTENCE_CHECKPOINT};
+use crate::{
+    Backfill, BackfillJob, Context, Processor, ProcessorError, ReplayStats, Stretch,
+    PERSISTENCE_CHECKPOINT,
+};
 use async_trait::async_trait;
 use tidings_log::topics::{DEAD_LETTERS, ROOM_LOG};
 use tidings_log::ConsumerOptions;
@@ -42,6 +50,23 @@ impl Processor for Persistence {
     ) -> Result<(), ProcessorError> {
         session(ctx, shutdown).await
     }
+
+    /// Appends by (room, seq) are idempotent: history written again changes nothing.
+    fn backfill(&self) -> Backfill {
+        Backfill::Allowed { live_group: GROUP }
+    }
+
+    async fn run_backfill(
+        &self,
+        ctx: &Context,
+        _job: &BackfillJob,
+        stretches: &[Stretch],
+        stop: &CancellationToken,
+    ) -> Result<ReplayStats, ProcessorError> {
+        let (stats, _) =
+            replay::into_store(&ctx.log, &ctx.store, stretches, Writes::HISTORY, stop).await?;
+        Ok(stats)
+    }
 }
 
 async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), ProcessorError> {
@@ -64,14 +89,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
             .iter()
             .filter_map(|r| decode_or_dead_letter::<RoomEvent>("persistence", r, &mut dead_letters))
             .collect();
-        let messages: Vec<StoredMessage> = events
-            .iter()
-            .filter(|e| e.kind == "message")
-            .cloned()
-            .filter_map(stored)
-            .collect();
-        ctx.store.append(&messages).await?;
-        moderate(&*ctx.store, &events).await?;
+        let messages = write(&*ctx.store, &events).await?;
         let checkpoints = checkpoints_of(&records);
         for c in &checkpoints {
             ctx.store
@@ -85,16 +103,27 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         }
         consumer.commit(&checkpoints).await?;
         crate::health::batch("persistence", &records, batch_started.elapsed());
-        tracing::debug!(messages = messages.len(), "persisted");
+        tracing::debug!(messages, "persisted");
     }
+}
+
+/// Appends the messages among `events` to the store (idempotent by (room, seq)), then
+/// applies their deletions and mutes; returns how many messages. The live session and
+/// replays write through here.
+pub(crate) async fn write(store: &dyn Store, events: &[RoomEvent]) -> Result<u64, ProcessorError> {
+    let messages: Vec<StoredMessage> = events
+        .iter()
+        .filter(|e| e.kind == "message")
+        .filter_map(stored)
+        .collect();
+    store.append(&messages).await?;
+    moderate(store, events).await?;
+    Ok(messages.len() as u64)
 }
 
 /// Applies a stretch's deletions and mutes, after its messages are appended (a deletion
 /// follows its message in the log; written again on a replay, it still wins).
-pub(crate) async fn moderate(
-    store: &dyn Store,
-    events: &[RoomEvent],
-) -> Result<(), ProcessorError> {
+async fn moderate(store: &dyn Store, events: &[RoomEvent]) -> Result<(), ProcessorError> {
     let mut deleted = Vec::new();
     let mut mutes = Vec::new();
     for e in events {
@@ -126,13 +155,13 @@ pub(crate) async fn moderate(
 
 /// The stored form, or `None` (logged) for a message the store would refuse: one bad record
 /// must not block the batch, since the store validates a batch as a whole.
-pub(crate) fn stored(event: RoomEvent) -> Option<StoredMessage> {
+fn stored(event: &RoomEvent) -> Option<StoredMessage> {
     let message = StoredMessage {
-        room: event.room.unwrap_or_default(),
+        room: event.room.clone().unwrap_or_default(),
         seq: event.seq,
-        client_id: event.client_id,
-        from: event.user.unwrap_or_default(),
-        text: event.text,
+        client_id: event.client_id.clone(),
+        from: event.user.clone().unwrap_or_default(),
+        text: event.text.clone(),
         ts: event.ts,
         deleted: false,
     };

@@ -24,7 +24,7 @@ mod state;
 
 use crate::dead_letter::decode_or_dead_letter;
 use crate::runtime::{self, delivery, now_ms};
-use crate::{Context, Processor, ProcessorError};
+use crate::{Backfill, Context, Processor, ProcessorError};
 use async_trait::async_trait;
 use state::{Change, Presence};
 use std::collections::{HashMap, HashSet};
@@ -83,6 +83,12 @@ impl Processor for PresenceProcessor {
 
     fn produces(&self) -> &'static [&'static str] {
         &[DELIVERIES, DEAD_LETTERS]
+    }
+
+    fn backfill(&self) -> Backfill {
+        Backfill::Refused(
+            "presence tracks who is online now and tells live clients: old connection events would corrupt its state and announce stale presence",
+        )
     }
 
     async fn session(

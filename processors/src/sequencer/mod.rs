@@ -34,7 +34,7 @@ pub use hook::PresendConfig;
 
 use crate::dead_letter::{decode_or_dead_letter, skip};
 use crate::runtime::{self, checkpoints_of, delivery, now_ms, read_to_end, valid_node};
-use crate::{Context, Processor, ProcessorError, PERSISTENCE_CHECKPOINT};
+use crate::{Backfill, Context, Processor, ProcessorError, PERSISTENCE_CHECKPOINT};
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::StreamExt;
@@ -101,6 +101,12 @@ impl Processor for Sequencer {
 
     fn produces(&self) -> &'static [&'static str] {
         &[ROOM_LOG, SUBSCRIPTIONS, DELIVERIES, DEAD_LETTERS, AUDIT]
+    }
+
+    fn backfill(&self) -> Backfill {
+        Backfill::Refused(
+            "the sequencer assigns seqs: run over client events again, it would sequence sends a second time (new seqs for ids it no longer remembers, duplicate messages in the room log) and answer requests long answered",
+        )
     }
 
     async fn session(

@@ -8,7 +8,7 @@
 use crate::dead_letter::decode_or_dead_letter;
 use crate::directory::{Directory, Followed};
 use crate::runtime::{self, checkpoints_of, delivery};
-use crate::{Context, Processor, ProcessorError};
+use crate::{Backfill, Context, Processor, ProcessorError};
 use async_trait::async_trait;
 use tidings_log::topics::{DEAD_LETTERS, DELIVERIES, SUBSCRIPTIONS, TYPING};
 use tidings_log::{ConsumerOptions, OutRecord, StartAt};
@@ -33,6 +33,12 @@ impl Processor for Typing {
 
     fn produces(&self) -> &'static [&'static str] {
         &[DELIVERIES, DEAD_LETTERS]
+    }
+
+    fn backfill(&self) -> Backfill {
+        Backfill::Refused(
+            "typing relays notices to the edges: run over history, old notices would reach live clients",
+        )
     }
 
     async fn session(

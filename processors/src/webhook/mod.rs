@@ -13,7 +13,10 @@
 //! for an (endpoint, record) pair on every try and after every restart.
 //!
 //! With no endpoint configured the processor still follows the room log and commits, so
-//! endpoints added later get events from then on, not the whole history.
+//! endpoints added later get events from then on, not the whole history. The history is
+//! what `tidings replay processor webhook --endpoint NAME` is for: the same lanes, POSTs,
+//! retries and dead letters, fed from the room log's past instead of the live group, with
+//! the same delivery ids, so a receiver drops what it gets from both.
 
 mod config;
 mod deliver;
@@ -24,20 +27,22 @@ pub use deliver::{backoff, body, delivery_id, sign, DELIVERY_HEADER, SIGNATURE_H
 pub use metrics::counts;
 
 use crate::dead_letter::decode_or_dead_letter;
+use crate::replay::History;
 use crate::runtime;
-use crate::{Context, Processor, ProcessorError};
+use crate::{Backfill, BackfillJob, Context, Processor, ProcessorError, ReplayStats, Stretch};
 use async_trait::async_trait;
 use metrics::METRICS;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tidings_log::topics::{DEAD_LETTERS, ROOM_LOG, WEBHOOK_DEAD_LETTERS};
-use tidings_log::{Checkpoint, ConsumerOptions, Log, OutRecord};
-use tidings_schemas::RoomEvent;
+use tidings_log::{Checkpoint, Consumer, ConsumerOptions, Log, LogError, OutRecord, Record};
+use tidings_schemas::{LogRecord, RoomEvent};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub const NAME: &str = "webhook";
 pub const GROUP: &str = "tidings-webhook";
 /// Room events per poll.
 const BATCH: usize = 500;
@@ -63,7 +68,7 @@ pub struct Webhook;
 #[async_trait]
 impl Processor for Webhook {
     fn name(&self) -> &'static str {
-        "webhook"
+        NAME
     }
 
     fn consumes(&self) -> &'static [&'static str] {
@@ -81,6 +86,53 @@ impl Processor for Webhook {
     ) -> Result<(), ProcessorError> {
         session(ctx, shutdown).await
     }
+
+    /// Receivers drop repeats by delivery id, which a backfill gives as the live processor
+    /// does; it delivers only to webhook endpoints, never to clients.
+    fn backfill(&self) -> Backfill {
+        Backfill::Allowed { live_group: GROUP }
+    }
+
+    async fn run_backfill(
+        &self,
+        ctx: &Context,
+        job: &BackfillJob,
+        stretches: &[Stretch],
+        stop: &CancellationToken,
+    ) -> Result<ReplayStats, ProcessorError> {
+        let config = backfill_config(&ctx.webhooks, job.endpoint.as_deref())
+            .map_err(|_| ProcessorError::Internal("no such webhook endpoint"))?;
+        let shared = Shared::new(ctx.log.clone(), config)?;
+        let mut feed = Feed::History(History::open(ctx.log.clone(), stretches, BATCH));
+        work(shared, &mut feed, stop).await
+    }
+}
+
+/// The endpoints a backfill delivers to: the one named, or every one configured.
+pub fn backfill_config(
+    config: &WebhookConfig,
+    endpoint: Option<&str>,
+) -> Result<WebhookConfig, String> {
+    if config.endpoints.is_empty() {
+        return Err(
+            "no webhook endpoint is configured (TIDINGS_WEBHOOKS, or [[webhooks.endpoints]])"
+                .into(),
+        );
+    }
+    let Some(name) = endpoint else {
+        return Ok(config.clone());
+    };
+    let Some(chosen) = config.endpoints.iter().find(|e| e.name == name) else {
+        let names: Vec<&str> = config.endpoints.iter().map(|e| e.name.as_str()).collect();
+        return Err(format!(
+            "no webhook endpoint is named {name:?}; configured: {}",
+            names.join(", ")
+        ));
+    };
+    Ok(WebhookConfig {
+        endpoints: vec![chosen.clone()],
+        ..config.clone()
+    })
 }
 
 /// One event for one lane.
@@ -97,6 +149,15 @@ struct Done {
     lane: (usize, String),
     partition: u32,
     offset: i64,
+    outcome: Outcome,
+}
+
+/// How one delivery ended.
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    /// Accepted (2xx); else dead-lettered.
+    delivered: bool,
+    failed_attempts: u32,
 }
 
 struct Lane {
@@ -113,54 +174,111 @@ struct Shared {
     log: Arc<dyn Log>,
 }
 
+impl Shared {
+    fn new(log: Arc<dyn Log>, config: WebhookConfig) -> Result<Arc<Self>, ProcessorError> {
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .user_agent(concat!("tidings-webhook/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|_| ProcessorError::Internal("cannot build the webhook HTTP client"))?;
+        Ok(Arc::new(Self {
+            permits: Semaphore::new(config.concurrency),
+            config,
+            client,
+            log,
+        }))
+    }
+}
+
+/// Where the lanes' events come from.
+enum Feed {
+    /// The live group: followed for ever, its offsets committed.
+    Live(Box<dyn Consumer>),
+    /// A backfill's stretches of history: read once, nothing committed anywhere.
+    History(History),
+}
+
+impl Feed {
+    async fn poll(&mut self, wait: Duration) -> Result<Vec<Record>, LogError> {
+        match self {
+            Feed::Live(consumer) => consumer.poll(BATCH, wait).await,
+            Feed::History(history) => history.poll(wait).await,
+        }
+    }
+
+    async fn commit(&mut self, checkpoints: &[Checkpoint]) -> Result<(), LogError> {
+        match self {
+            Feed::Live(consumer) => consumer.commit(checkpoints).await,
+            Feed::History(_) => Ok(()),
+        }
+    }
+
+    fn live(&self) -> bool {
+        matches!(self, Feed::Live(_))
+    }
+
+    /// Nothing more will come (a backfill read its stretches to the end).
+    fn finished(&self) -> bool {
+        matches!(self, Feed::History(history) if history.finished())
+    }
+}
+
 async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), ProcessorError> {
-    let mut consumer = ctx
+    let consumer = ctx
         .log
         .consumer(GROUP, &[ROOM_LOG], ConsumerOptions::default())
         .await?;
-    let config = ctx.webhooks.clone();
-    let client = reqwest::Client::builder()
-        .timeout(config.timeout)
-        .user_agent(concat!("tidings-webhook/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|_| ProcessorError::Internal("cannot build the webhook HTTP client"))?;
-    let shared = Arc::new(Shared {
-        permits: Semaphore::new(config.concurrency),
-        config,
-        client,
-        log: ctx.log.clone(),
-    });
+    let shared = Shared::new(ctx.log.clone(), ctx.webhooks.clone())?;
     // Every endpoint's counters exist at 0, so `/metrics` shows them before any event.
     for e in &shared.config.endpoints {
         let _ = counts(&e.name);
     }
+    crate::health::set_ready(NAME, true);
+    work(shared, &mut Feed::Live(consumer), shutdown).await?;
+    Ok(())
+}
+
+/// Takes events from `feed` into the lanes until shutdown or, for history, until every
+/// event was delivered or dead-lettered. What a backfill did comes back as stats (a live
+/// session's are dropped).
+async fn work(
+    shared: Arc<Shared>,
+    feed: &mut Feed,
+    shutdown: &CancellationToken,
+) -> Result<ReplayStats, ProcessorError> {
+    let live = feed.live();
+    let mut stats = ReplayStats::default();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
     let mut lanes: HashMap<(usize, String), Lane> = HashMap::new();
-    // Dropped with the session, which aborts every lane: no two sessions deliver at once.
+    // Dropped on return, which aborts every lane: no two sessions deliver at once.
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut window = Window::default();
     let mut last_commit = Instant::now();
-    crate::health::set_ready("webhook", true);
     loop {
         while let Ok(done) = done_rx.try_recv() {
-            finish(&mut lanes, &mut window, done);
+            finish(&mut lanes, &mut window, &mut stats, done);
         }
         if last_commit.elapsed() >= COMMIT_EVERY || shutdown.is_cancelled() {
             let checkpoints = window.advanced();
             if !checkpoints.is_empty() {
-                consumer.commit(&checkpoints).await?;
+                feed.commit(&checkpoints).await?;
                 window.committed(&checkpoints);
             }
             last_commit = Instant::now();
         }
         if shutdown.is_cancelled() {
-            // Lanes are aborted with the session; what they had is redelivered next time.
-            return Ok(());
+            // Lanes are aborted on return; what they had is redelivered next time.
+            stats.interrupted = true;
+            return Ok(stats);
         }
-        if window.open >= WINDOW {
+        let finished = feed.finished();
+        if finished && window.open == 0 {
+            return Ok(stats);
+        }
+        if finished || window.open >= WINDOW {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                Some(done) = done_rx.recv() => finish(&mut lanes, &mut window, done),
+                Some(done) = done_rx.recv() => finish(&mut lanes, &mut window, &mut stats, done),
             }
             continue;
         }
@@ -171,7 +289,7 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         };
         let records = tokio::select! {
             _ = shutdown.cancelled() => continue,
-            polled = consumer.poll(BATCH, wait) => polled?,
+            polled = feed.poll(wait) => polled?,
         };
         if records.is_empty() {
             continue;
@@ -179,11 +297,20 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         let batch_started = Instant::now();
         let mut bad = Vec::new();
         for record in &records {
-            let Some(event) = decode_or_dead_letter::<RoomEvent>("webhook", record, &mut bad)
-            else {
+            stats.records += 1;
+            // A backfill only counts what does not decode: the live processor copied it to
+            // the dead letters when it first read it.
+            let event = if live {
+                decode_or_dead_letter::<RoomEvent>(NAME, record, &mut bad)
+            } else {
+                RoomEvent::decode(&record.value).ok()
+            };
+            let Some(event) = event else {
+                stats.undecodable += 1;
                 window.taken(record.partition, record.offset, 0);
                 continue;
             };
+            stats.count(&event);
             let room = event.room.clone().unwrap_or_default();
             let wanted: Vec<usize> = shared
                 .config
@@ -219,14 +346,27 @@ async fn session(ctx: &Context, shutdown: &CancellationToken) -> Result<(), Proc
         }
         // Before the offsets move past them (at least once).
         if !bad.is_empty() {
-            ctx.log.produce_batch(bad).await?;
+            shared.log.produce_batch(bad).await?;
         }
-        crate::health::batch("webhook", &records, batch_started.elapsed());
+        if live {
+            crate::health::batch(NAME, &records, batch_started.elapsed());
+        }
     }
 }
 
-fn finish(lanes: &mut HashMap<(usize, String), Lane>, window: &mut Window, done: Done) {
+fn finish(
+    lanes: &mut HashMap<(usize, String), Lane>,
+    window: &mut Window,
+    stats: &mut ReplayStats,
+    done: Done,
+) {
     window.done(done.partition, done.offset);
+    if done.outcome.delivered {
+        stats.delivered += 1;
+    } else {
+        stats.dead_lettered += 1;
+    }
+    stats.failed_attempts += u64::from(done.outcome.failed_attempts);
     if let Some(lane) = lanes.get_mut(&done.lane) {
         lane.open -= 1;
         if lane.open == 0 {
@@ -244,11 +384,12 @@ async fn run_lane(
     done: mpsc::UnboundedSender<Done>,
 ) {
     while let Some(job) = jobs.recv().await {
-        deliver(&shared, key.0, &job).await;
+        let outcome = deliver(&shared, key.0, &job).await;
         let finished = Done {
             lane: key.clone(),
             partition: job.partition,
             offset: job.offset,
+            outcome,
         };
         if done.send(finished).is_err() {
             return;
@@ -258,7 +399,7 @@ async fn run_lane(
 
 /// Tries `job` on `endpoint` up to `max_attempts` times; then copies it to the dead-letter
 /// topic (retrying that append until it is durable: the offset must not pass it before).
-async fn deliver(shared: &Shared, endpoint: usize, job: &Job) {
+async fn deliver(shared: &Shared, endpoint: usize, job: &Job) -> Outcome {
     let config = &shared.config;
     let e = &config.endpoints[endpoint];
     let id = deliver::delivery_id(&e.url, &job.event.event_id);
@@ -279,7 +420,10 @@ async fn deliver(shared: &Shared, endpoint: usize, job: &Job) {
                     .delivered
                     .with_label_values(&[e.name.as_str()])
                     .inc();
-                return;
+                return Outcome {
+                    delivered: true,
+                    failed_attempts: attempt - 1,
+                };
             }
             Err(failure) => {
                 METRICS.failed.with_label_values(&[e.name.as_str()]).inc();
@@ -319,6 +463,10 @@ async fn deliver(shared: &Shared, endpoint: usize, job: &Job) {
         .dead_lettered
         .with_label_values(&[e.name.as_str()])
         .inc();
+    Outcome {
+        delivered: false,
+        failed_attempts: tries,
+    }
 }
 
 /// Where each partition stands: records taken, deliveries still open per record, and what
