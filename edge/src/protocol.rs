@@ -70,7 +70,8 @@ impl From<tidings_store::StoredMessage> for MessageOut {
             seq: m.seq,
             id: m.client_id,
             from: m.from,
-            text: if m.deleted { String::new() } else { m.text },
+            // The store gives a deleted message no text.
+            text: m.text,
             ts: m.ts,
             deleted: m.deleted,
         }

@@ -40,6 +40,25 @@ const MUTES: TableDefinition<(&str, &str), i64> = TableDefinition::new("mutes");
 const ROOM_LAST: TableDefinition<&str, (i64, &str, &str, &str, i64)> =
     TableDefinition::new("room_last");
 
+/// A stored message as read back; a deleted one without its text, whatever a replayed
+/// append wrote.
+fn message(room: &str, seq: i64, value: MessageValue<'_>, deleted: bool) -> StoredMessage {
+    let (client_id, from, text, ts) = value;
+    StoredMessage {
+        room: room.to_string(),
+        seq,
+        client_id: client_id.to_string(),
+        from: from.to_string(),
+        text: if deleted {
+            String::new()
+        } else {
+            text.to_string()
+        },
+        ts,
+        deleted,
+    }
+}
+
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("embedded store: {e}"))
 }
@@ -168,19 +187,7 @@ impl Store for EmbeddedStore {
                 let (_, seq) = k.value();
                 let (client_id, from, text, ts) = v.value();
                 let is_deleted = deleted.get((room.as_str(), seq))?.is_some();
-                Ok::<_, redb::Error>(StoredMessage {
-                    room: room.clone(),
-                    seq,
-                    client_id: client_id.to_string(),
-                    from: from.to_string(),
-                    text: if is_deleted {
-                        String::new()
-                    } else {
-                        text.to_string()
-                    },
-                    ts,
-                    deleted: is_deleted,
-                })
+                Ok::<_, redb::Error>(message(&room, seq, (client_id, from, text, ts), is_deleted))
             };
             match range.direction {
                 Direction::Ascending => span.take(range.limit).map(to_message).collect(),
@@ -425,19 +432,12 @@ impl Store for EmbeddedStore {
             };
             let (seq, client_id, from, text, ts) = found.value();
             let is_deleted = deleted.get((room.as_str(), seq))?.is_some();
-            Ok(Some(StoredMessage {
-                room: room.clone(),
+            Ok(Some(message(
+                &room,
                 seq,
-                client_id: client_id.to_string(),
-                from: from.to_string(),
-                text: if is_deleted {
-                    String::new()
-                } else {
-                    text.to_string()
-                },
-                ts,
-                deleted: is_deleted,
-            }))
+                (client_id, from, text, ts),
+                is_deleted,
+            )))
         })
         .await
     }

@@ -280,16 +280,14 @@ impl Sequencer {
 
         // 3b. The stored mutes of rooms with sends or mutes, read once per room.
         let now = now_ms();
-        let unloaded: Vec<&str> = rooms
+        // One pass over the batch, not one per room.
+        let unloaded: HashSet<&str> = events
             .iter()
-            .copied()
-            .filter(|room| state.mutes.needs_load(room))
-            .filter(|room| {
-                events.iter().any(|e| {
-                    e.room.as_deref() == Some(*room) && (e.kind == "send" || e.kind == "mute")
-                })
-            })
+            .filter(|e| e.kind == "send" || e.kind == "mute")
+            .filter_map(|e| e.room.as_deref())
+            .filter(|room| rooms.contains(room) && state.mutes.needs_load(room))
             .collect();
+        let unloaded: Vec<&str> = unloaded.into_iter().collect();
         let lookups: Vec<BoxFuture<'_, _>> =
             unloaded.iter().map(|room| ctx.store.mutes(room)).collect();
         for (room, stored) in unloaded.iter().zip(bounded_all(lookups).await) {
